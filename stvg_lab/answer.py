@@ -1,0 +1,250 @@
+"""The answer format (Eq. 1-2): prompt, serializer and strict parser.
+
+The model answers ``<time> ts - te </time> <think_bbox> ... </think_bbox> <pred_bbox> ... </pred_bbox>``
+where ``ts..te`` are indices of the frames the model was shown (sampled at 2 fps, counted
+from 0) and each box list holds one box per index in ``ts..te``.
+
+Coordinate space (the paper leaves it open): integer pixels of the frame *as the model sees
+it*, i.e. after the resize to at most 336 px and to multiples of 28 (``stvg_lab.video``).
+That is Qwen2.5-VL's native grounding convention (absolute coordinates on the resized
+input), so a real checkpoint starts from coordinates it already knows; evaluation maps them
+back to original pixels.
+
+A format is a small frozen object so that variants are one-line choices:
+
+* ``paper``: ``<time> 5 - 7 </time> <think_bbox> 5. [x1,y1,x2,y2], 6. [...], 7. [...] </think_bbox> <pred_bbox> ... </pred_bbox>``
+* ``compact``: no frame labels and no spaces (``<time>5-7</time><think_bbox>[..][..][..]</think_bbox>...``);
+  box ``k`` of a list belongs to frame ``ts + k``. About a third fewer tokens per box.
+* ``no_think`` / ``compact_no_think``: the same without ``<think_bbox>`` (Table 5).
+
+The parser is strict on purpose (a GRPO policy games any looseness): each tag exactly once
+and in order, nothing but white space outside the tags, only the box grammar inside a box
+list, unique frame labels, ``ts <= te``. Any violation returns a :class:`ParsedAnswer` whose
+``error`` names the reason; it never raises.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Mapping, Sequence
+
+MAX_ANSWER_CHARS = 20_000  # longer completions are rejected unparsed: bounded reward cost
+
+_NUM = r"\d{1,5}(?:\.\d{1,3})?"
+_BOX = rf"\[\s*({_NUM})\s*,\s*({_NUM})\s*,\s*({_NUM})\s*,\s*({_NUM})\s*\]"
+_BOX_RE = re.compile(_BOX)
+_LABELLED_ITEM = re.compile(rf"\s*(\d{{1,4}})\s*\.\s*{_BOX}\s*")
+_PLAIN_ITEM = re.compile(rf"\s*{_BOX}\s*")
+_SPAN_RE = re.compile(r"\s*(\d{1,4})\s*-\s*(\d{1,4})\s*")
+
+
+@dataclass(frozen=True)
+class AnswerFormat:
+    """How an answer is written. ``think=False`` drops ``<think_bbox>`` (Table 5)."""
+
+    name: str = "paper"
+    think: bool = True
+    frame_labels: bool = True  # "5. [..]" (paper) or bare "[..]" in span order (compact)
+    spaces: bool = True  # spaces around tags and separators, as in the paper's example
+
+    @property
+    def tags(self) -> tuple[str, ...]:
+        return ("time", "think_bbox", "pred_bbox") if self.think else ("time", "pred_bbox")
+
+
+FORMATS: dict[str, AnswerFormat] = {
+    "paper": AnswerFormat("paper"),
+    "compact": AnswerFormat("compact", frame_labels=False, spaces=False),
+    "no_think": AnswerFormat("no_think", think=False),
+    "compact_no_think": AnswerFormat("compact_no_think", think=False, frame_labels=False, spaces=False),
+}
+
+
+def get_format(fmt: "str | AnswerFormat | None") -> AnswerFormat:
+    """Resolve a format name (or pass an :class:`AnswerFormat` through); None means paper."""
+    if fmt is None:
+        return FORMATS["paper"]
+    if isinstance(fmt, AnswerFormat):
+        return fmt
+    try:
+        return FORMATS[fmt]
+    except KeyError:
+        raise ValueError(f"unknown answer format {fmt!r}; choose one of {sorted(FORMATS)}") from None
+
+
+@dataclass
+class ParsedAnswer:
+    """What Eq. 2 extracts: span, think boxes and pred boxes by sampled-frame index.
+
+    ``think`` is None for a format without ``<think_bbox>``. On failure ``error`` is a short
+    code (``missing_tag``, ``repeated_tag``, ``tag_order``, ``text_outside_tags``,
+    ``bad_span``, ``reversed_span``, ``bad_boxes``, ``duplicate_frame``, ``too_long``,
+    ``empty``, ``not_text``) and ``detail`` says where.
+    """
+
+    span: tuple[int, int] | None = None
+    think: dict[int, list[float]] | None = None
+    pred: dict[int, list[float]] | None = None
+    error: str | None = None
+    detail: str = ""
+    format: str = "paper"
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+    @property
+    def consistent(self) -> bool:
+        """Eq. 4: every box list covers exactly the frames ``ts..te``."""
+        if not self.ok or self.span is None:
+            return False
+        frames = set(range(self.span[0], self.span[1] + 1))
+        lists = [self.pred] + ([self.think] if self.think is not None else [])
+        return all(lst is not None and set(lst) == frames for lst in lists)
+
+
+def _fail(code: str, detail: str, fmt: AnswerFormat) -> ParsedAnswer:
+    return ParsedAnswer(error=code, detail=detail, format=fmt.name)
+
+
+def _parse_boxes(body: str, span: tuple[int, int], fmt: AnswerFormat, tag: str):
+    """Parse one box list; returns ``(dict, None)`` or ``(None, (code, detail))``."""
+    item_re = _LABELLED_ITEM if fmt.frame_labels else _PLAIN_ITEM
+    boxes: dict[int, list[float]] = {}
+    pos, k = 0, 0
+    while True:
+        m = item_re.match(body, pos)
+        if m is None:
+            return None, ("bad_boxes", f"<{tag}>: unexpected text at char {pos}: {body[pos:pos + 30]!r}")
+        if fmt.frame_labels:
+            frame, coords = int(m.group(1)), m.groups()[1:]
+        else:
+            frame, coords = span[0] + k, m.groups()
+        if frame in boxes:
+            return None, ("duplicate_frame", f"<{tag}>: frame {frame} appears twice")
+        boxes[frame] = [float(c) for c in coords]
+        pos, k = m.end(), k + 1
+        if pos == len(body):
+            return boxes, None
+        if body[pos] == ",":
+            pos += 1
+        elif fmt.frame_labels or body[pos] != "[":
+            return None, ("bad_boxes", f"<{tag}>: expected ',' at char {pos}: {body[pos:pos + 30]!r}")
+
+
+def parse_answer(text: object, fmt: "str | AnswerFormat | None" = None) -> ParsedAnswer:
+    """Eq. 2 (RegexParse): split an answer into span, think boxes and pred boxes. Never raises."""
+    fmt = get_format(fmt)
+    if not isinstance(text, str):
+        return _fail("not_text", f"expected a string, got {type(text).__name__}", fmt)
+    if not text.strip():
+        return _fail("empty", "the answer is empty", fmt)
+    if len(text) > MAX_ANSWER_CHARS:
+        return _fail("too_long", f"{len(text)} characters > {MAX_ANSWER_CHARS}", fmt)
+    known = ("time", "think_bbox", "pred_bbox")
+    for tag in known:
+        for t in (f"<{tag}>", f"</{tag}>"):
+            n = text.count(t)
+            if tag not in fmt.tags and n:
+                return _fail("repeated_tag", f"{t} is not part of the {fmt.name} format", fmt)
+            if tag in fmt.tags and n == 0:
+                return _fail("missing_tag", f"{t} is missing", fmt)
+            if n > 1:
+                return _fail("repeated_tag", f"{t} appears {n} times", fmt)
+    # Each tag occurs exactly once: check order and that only white space lies between sections.
+    bodies: dict[str, str] = {}
+    pos = 0
+    for tag in fmt.tags:
+        open_at, close_at = text.find(f"<{tag}>"), text.find(f"</{tag}>")
+        if open_at < pos or close_at < open_at:
+            return _fail("tag_order", f"<{tag}>...</{tag}> is out of order", fmt)
+        if text[pos:open_at].strip():
+            return _fail("text_outside_tags", f"text before <{tag}>: {text[pos:open_at].strip()[:30]!r}", fmt)
+        bodies[tag] = text[open_at + len(tag) + 2 : close_at]
+        pos = close_at + len(tag) + 3
+    if text[pos:].strip():
+        return _fail("text_outside_tags", f"text after the last tag: {text[pos:].strip()[:30]!r}", fmt)
+
+    m = _SPAN_RE.fullmatch(bodies["time"])
+    if m is None:
+        return _fail("bad_span", f"<time> must hold 'ts - te', got {bodies['time'][:30]!r}", fmt)
+    span = (int(m.group(1)), int(m.group(2)))
+    if span[0] > span[1]:
+        return _fail("reversed_span", f"span {span[0]} - {span[1]} ends before it starts", fmt)
+
+    parsed = ParsedAnswer(span=span, format=fmt.name)
+    for tag in fmt.tags[1:]:
+        boxes, err = _parse_boxes(bodies[tag], span, fmt, tag)
+        if err is not None:
+            return _fail(*err, fmt)
+        setattr(parsed, "think" if tag == "think_bbox" else "pred", boxes)
+    return parsed
+
+
+def _box_text(box: Sequence[float], fmt: AnswerFormat) -> str:
+    return "[" + ",".join(str(int(round(float(v)))) for v in box) + "]"
+
+
+def _boxes_text(boxes: Mapping[int, Sequence[float]], fmt: AnswerFormat) -> str:
+    frames = sorted(boxes)
+    if fmt.frame_labels:
+        return (", " if fmt.spaces else ",").join(f"{f}. {_box_text(boxes[f], fmt)}" for f in frames)
+    return "".join(_box_text(boxes[f], fmt) for f in frames)
+
+
+def format_answer(
+    span: tuple[int, int],
+    pred: Mapping[int, Sequence[float]],
+    think: Mapping[int, Sequence[float]] | None = None,
+    fmt: "str | AnswerFormat | None" = None,
+) -> str:
+    """Serialize a tube as the target string of ``fmt``; coordinates rounded to integers.
+
+    ``think`` defaults to ``pred`` when the format has a think list and none is given.
+    For the compact (unlabelled) formats the boxes must cover ``span`` exactly.
+    """
+    fmt = get_format(fmt)
+    if not fmt.frame_labels and sorted(pred) != list(range(span[0], span[1] + 1)):
+        raise ValueError(f"format {fmt.name!r} needs one box per frame {span[0]}..{span[1]}")
+    sp = " " if fmt.spaces else ""
+    parts = [f"<time>{sp}{span[0]}{sp}-{sp}{span[1]}{sp}</time>"]
+    if fmt.think:
+        parts.append(f"<think_bbox>{sp}{_boxes_text(think if think is not None else pred, fmt)}{sp}</think_bbox>")
+    parts.append(f"<pred_bbox>{sp}{_boxes_text(pred, fmt)}{sp}</pred_bbox>")
+    return sp.join(parts)
+
+
+@dataclass(frozen=True)
+class PromptSpec:
+    """What the prompt tells the model about its input."""
+
+    num_frames: int
+    width: int
+    height: int
+    fps: float = 2.0
+    extra: Mapping[str, str] = field(default_factory=dict)
+
+
+def build_prompt(query: str, spec: PromptSpec, fmt: "str | AnswerFormat | None" = None) -> str:
+    """The instruction that asks for an answer (the text half of Eq. 1's input)."""
+    fmt = get_format(fmt)
+    n, w, h = spec.num_frames, spec.width, spec.height
+    example = format_answer(
+        (1, 2),
+        {1: [10, 20, 50, 80], 2: [12, 20, 52, 80]},
+        {1: [8, 18, 50, 82], 2: [10, 18, 52, 82]},
+        fmt,
+    )
+    steps = (
+        "first give the time span, then a first guess of the object's box in every frame of "
+        "the span inside <think_bbox>, then the refined boxes inside <pred_bbox>"
+        if fmt.think
+        else "first give the time span, then the object's box in every frame of the span inside <pred_bbox>"
+    )
+    return (
+        f"The video has {n} frames sampled at {spec.fps:g} fps, numbered 0 to {n - 1}; each frame is "
+        f"{w}x{h} pixels. Find the object described by: \"{query.strip()}\". "
+        f"Answer with the frames where it is described ({steps}). Boxes are [x1,y1,x2,y2] in "
+        f"pixels of the frames you see. Example of the format: {example}"
+    )
