@@ -3,7 +3,10 @@
 Boxes are ``[x1, y1, x2, y2]`` (two opposite corners, paper §3.1). Arrays of boxes have
 shape ``(..., 4)`` and broadcast against each other. Degenerate boxes (zero area, or
 ``x2 < x1``) count as having zero width/height, so every function returns a finite value,
-never NaN; ``tests/test_geometry.py`` lists the edge values.
+never NaN, for finite inputs; ``tests/test_geometry.py`` lists the edge values. Inputs must
+be finite: an ``inf`` coordinate makes ``inf - inf = NaN``. Nothing upstream produces one,
+because parsed answers and annotations are finite pixels. The property tests draw from
+``±1e6``.
 
 Spans are inclusive integer intervals ``(start, end)`` on a frame axis, as in Eq. 6:
 ``|T| = end - start + 1``.
@@ -78,8 +81,11 @@ def box_l1(a: object, b: object, width: float = 1.0, height: float = 1.0) -> np.
     """Mean absolute coordinate difference, x normalised by ``width`` and y by ``height``.
 
     With both boxes inside the frame this lies in ``[0, 1]`` (the L1 term of Eq. 7; the
-    paper does not say how it is normalised, see README "Rewards").
+    paper does not say how it is normalised, see README "Rewards"). Raises ValueError if
+    ``width`` or ``height`` is not positive.
     """
+    if not (np.all(np.asarray(width) > 0) and np.all(np.asarray(height) > 0)):
+        raise ValueError(f"box_l1: width and height must be positive (the frame size); got {width!r} x {height!r}")
     a, b = as_boxes(a), as_boxes(b)
     scale = np.array([width, height, width, height], dtype=np.float64)
     return np.mean(np.abs(a - b) / scale, axis=-1)
