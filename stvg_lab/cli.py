@@ -23,7 +23,13 @@ def _data_synth(args: argparse.Namespace) -> int:
 
     config = SynthConfig()
     root = generate_synthetic(
-        args.out, n_train=args.n_train, n_val=args.n_val, n_test=args.n_test, seed=args.seed, config=config
+        args.out,
+        n_train=args.n_train,
+        n_val=args.n_val,
+        n_test=args.n_test,
+        seed=args.seed,
+        config=config,
+        overwrite=args.overwrite,
     )
     print(f"synthetic STVG benchmark written to {root}")
     return 0
@@ -56,6 +62,7 @@ def build_parser() -> argparse.ArgumentParser:
     synth.add_argument("--n-val", type=int, default=50)
     synth.add_argument("--n-test", type=int, default=100)
     synth.add_argument("--seed", type=int, default=0)
+    synth.add_argument("--overwrite", action="store_true", help="replace an existing dataset folder")
     synth.set_defaults(func=_data_synth)
     return parser
 
@@ -68,7 +75,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     try:
         return args.func(args)
-    except (FileNotFoundError, ValueError) as e:
+    except (FileNotFoundError, FileExistsError, ValueError) as e:
         # Bad input (a file, a row, a field): one clear line, no traceback.
         print(f"stvg-lab: error: {e}", file=sys.stderr)
         return 2

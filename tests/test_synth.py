@@ -1,0 +1,231 @@
+"""stvg_lab.data.synth: layout, HC-STVG records, tags, uniqueness, determinism, atomicity."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from stvg_lab.data import synth
+from stvg_lab.data.synth import (
+    ATTRIBUTES,
+    PALETTE,
+    SPLITS,
+    SynthConfig,
+    Vocabulary,
+    generate_synthetic,
+    make_scene,
+    open_vocabulary_config,
+    read_manifest,
+)
+from stvg_lab.video import decode_frames, sample_frame_indices
+
+COUNTS = {"train": 4, "val": 2, "test": 2}
+
+
+def _generate(path: Path, seed: int = 0, config: SynthConfig | None = None) -> Path:
+    return generate_synthetic(path, *COUNTS.values(), seed=seed, config=config, progress=False, workers=1)
+
+
+@pytest.fixture(scope="module")
+def root(tmp_path_factory) -> Path:
+    return _generate(tmp_path_factory.mktemp("synth") / "synthetic")
+
+
+def _records(root: Path, split: str, kind: str = "v2") -> dict:
+    return json.loads((root / "annotations" / f"{split}_{kind}.json").read_text())
+
+
+def test_layout_and_manifest(root):
+    manifest = read_manifest(root)
+    assert manifest["counts"] == COUNTS
+    assert manifest["clip_seconds"] == 7.0 and manifest["fps"] == 8.0 and manifest["num_frames"] == 56
+    assert manifest["seed"] == 0 and manifest["generator_version"] == synth.GENERATOR_VERSION
+    assert SynthConfig.from_dict(manifest["config"]) == SynthConfig()  # the config round-trips
+    for split in SPLITS:
+        recs, meta = _records(root, split), _records(root, split, "meta")
+        assert len(recs) == COUNTS[split] and set(recs) == set(meta)
+        assert all((root / "videos" / name).is_file() for name in recs)
+    assert not list(root.parent.glob(".*partial*"))  # the temp folder was renamed, not copied
+
+
+def test_records_are_hcstvg_v2(root):
+    for split in SPLITS:
+        for name, r in _records(root, split).items():
+            assert name.endswith(".mp4")
+            assert set(r) == {"st_frame", "ed_frame", "st_time", "ed_time", "img_num", "img_size", "bbox", "English"}
+            assert 1 <= r["st_frame"] <= r["ed_frame"] <= r["img_num"] == 56  # 1-based inclusive
+            assert len(r["bbox"]) == r["ed_frame"] - r["st_frame"] + 1
+            assert r["img_size"] == [224, 224]  # [height, width]
+            assert r["st_time"] == pytest.approx((r["st_frame"] - 1) / 8.0)
+            for x, y, w, h in r["bbox"]:  # xywh inside the frame, non-empty
+                assert 0 <= x and 0 <= y and w > 0 and h > 0 and x + w <= 224 and y + h <= 224
+
+
+def test_tags_and_query_uniqueness(root):
+    for split in SPLITS:
+        recs, meta = _records(root, split), _records(root, split, "meta")
+        for name, m in meta.items():
+            assert {"small", "short", "occluded", "attributes", "n_distractors"} <= set(m)
+            assert all(isinstance(m[k], bool) for k in ("small", "short", "occluded"))
+            a = m["attributes"]
+            assert m["n_distractors"] == len(m["distractors"])
+            for d in m["distractors"]:  # no distractor fits every word of the query
+                assert any(d[k] != a[k] for k in ATTRIBUTES)
+            query = recs[name]["English"]
+            assert all(a[k] in query for k in ("size", "colour", "shape")), query
+            assert m["small"] == (a["size"] == "small")
+            assert m["short"] == (len(recs[name]["bbox"]) / 8.0 <= 1.0)
+
+
+def test_target_pixels_match_the_annotation(root):
+    # the decoded frame shows the target's colour at the centre of its annotated box
+    for name, r in _records(root, "train").items():
+        colour = _records(root, "train", "meta")[name]["attributes"]["colour"]
+        kept = [f for f in sample_frame_indices(56, 8.0) if r["st_frame"] - 1 <= f <= r["ed_frame"] - 1] or [r["st_frame"] - 1]
+        frames = decode_frames(root / "videos" / name, kept, (224, 224))
+        for img, f in zip(frames, kept):
+            x, y, w, h = r["bbox"][f - (r["st_frame"] - 1)]
+            if w < h or h < w:  # clipped at the frame edge while crossing: centre not the shape's
+                continue
+            px = img[y + h // 2, x + w // 2].astype(int)
+            assert np.abs(px - PALETTE[colour]).max() < 60, (name, f, px, colour)
+
+
+def test_same_seed_same_dataset_other_seed_differs(root, tmp_path):
+    again = _generate(tmp_path / "again", seed=0)
+    other = _generate(tmp_path / "other", seed=1)
+    for split in SPLITS:
+        for kind in ("v2", "meta"):
+            rel = Path("annotations") / f"{split}_{kind}.json"
+            assert (again / rel).read_bytes() == (root / rel).read_bytes()
+            assert (other / rel).read_bytes() != (root / rel).read_bytes()
+
+
+def test_splits_are_disjoint(root):
+    names = [set(_records(root, s)) for s in SPLITS]
+    assert not (names[0] & names[1] or names[0] & names[2] or names[1] & names[2])
+    digests = [hashlib.sha1(p.read_bytes()).hexdigest() for p in (root / "videos").glob("*.mp4")]
+    assert len(set(digests)) == sum(COUNTS.values())  # no two videos are the same clip
+
+
+def test_failure_midway_leaves_nothing(tmp_path, monkeypatch):
+    calls = {"n": 0}
+    real = synth.write_video
+
+    def flaky(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 3:
+            raise RuntimeError("disk full (simulated)")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(synth, "write_video", flaky)
+    out = tmp_path / "synthetic"
+    with pytest.raises(RuntimeError, match="simulated"):
+        _generate(out)
+    assert not out.exists()
+    assert list(tmp_path.iterdir()) == []  # no half-written temp folder either
+
+
+def test_existing_dataset_is_kept_unless_overwrite(tmp_path):
+    out = tmp_path / "ds"
+    generate_synthetic(out, 1, 0, 0, progress=False, workers=1)
+    with pytest.raises(FileExistsError, match="overwrite=True"):
+        generate_synthetic(out, 1, 0, 0, progress=False, workers=1)
+    generate_synthetic(out, 2, 0, 0, progress=False, workers=1, overwrite=True)
+    assert read_manifest(out)["counts"]["train"] == 2
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ds"]  # the old copy is gone
+
+
+def _scenes(cfg: SynthConfig, split: str, n: int = 60):
+    return [make_scene(cfg, split, np.random.default_rng([7, i])) for i in range(n)]
+
+
+@pytest.mark.parametrize(
+    "knob, tag",
+    [
+        ("p_small", "small"),  # every target small
+        ("p_short", "short"),  # every event at most 1 s
+    ],
+)
+def test_difficulty_knobs_set_their_tags(knob, tag):
+    cfg = SynthConfig(**{knob: 1.0})
+    assert all(s["meta"][tag] for s in _scenes(cfg, "train", 30))
+    assert not any(s["meta"][tag] for s in _scenes(SynthConfig(**{knob: 0.0}), "train", 30))
+
+
+def test_occlusion_knob():
+    scenes = _scenes(SynthConfig(p_occluded=1.0), "train")
+    occluded = [s for s in scenes if s["meta"]["occluded"]]
+    assert len(occluded) >= 0.7 * len(scenes)  # an occluder that misses the frame is dropped
+    for s in occluded:
+        a = s["meta"]["attributes"]
+        assert s["meta"]["occlusion"] >= 0.25
+        # the occluder is "similar": same colour and shape, told apart by its motion
+        assert any(d["colour"] == a["colour"] and d["shape"] == a["shape"] and d["motion"] != a["motion"] for d in s["meta"]["distractors"])
+    assert not any(s["meta"]["occluded"] for s in _scenes(SynthConfig(p_occluded=0.0), "train"))
+
+
+def test_event_kinds_and_phrases():
+    scenes = _scenes(SynthConfig(), "train", 120)
+    kinds = {s["meta"]["event"] for s in scenes}
+    assert kinds == {"appear", "move", "cross"}
+    for s in scenes:
+        m = s["meta"]["attributes"]["motion"]
+        if s["meta"]["event"] == "cross":
+            assert "crosses the frame from" in s["query"]
+        else:
+            assert ("stays still" if m == "still" else f"moves {m}") in s["query"]
+
+
+def test_open_vocabulary_split():
+    cfg = open_vocabulary_config({"colour": ["orange", "cyan"], "shape": ["diamond"]})
+    for split in ("train", "val"):
+        for s in _scenes(cfg, split, 40):
+            words = [s["meta"]["attributes"], *s["meta"]["distractors"]]
+            assert not any(w["colour"] in ("orange", "cyan") or w["shape"] == "diamond" for w in words)
+    for s in _scenes(cfg, "test", 40):
+        a = s["meta"]["attributes"]
+        assert a["colour"] in ("orange", "cyan") and a["shape"] == "diamond"
+    assert SynthConfig.from_dict(cfg.to_dict()) == cfg
+
+
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        ({"colours": ("pink",)}, "unknown value"),  # a word the renderer cannot draw
+        ({"shapes": ()}, "empty"),  # nothing to draw from
+    ],
+)
+def test_vocabulary_validation(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        Vocabulary(**kwargs)
+
+
+def test_load_synthetic(root):
+    pytest.importorskip("stvg_lab.data.hcstvg", reason="the HC-STVG loader is written in parallel")
+    from stvg_lab.data.synth import load_synthetic
+    from stvg_lab.video import load_clip
+
+    for split in SPLITS:
+        samples = load_synthetic(root, split)
+        recs = _records(root, split)
+        assert len(samples) == COUNTS[split]
+        for s in samples:
+            r = recs[Path(s.video).name]
+            assert s.dataset == "synthetic" and s.fps == pytest.approx(8.0) and s.num_frames == 56
+            assert (s.width, s.height) == (224, 224) and s.query == r["English"]
+            assert s.span_frames == (r["st_frame"] - 1, r["ed_frame"] - 1)  # official 0-based convention
+            x, y, w, h = r["bbox"][0]
+            assert s.tube[r["st_frame"] - 1] == pytest.approx([x, y, x + w, y + h])
+            assert {"small", "short", "occluded", "attributes", "n_distractors"} <= set(s.extras)
+    clip = load_clip(samples[0])
+    assert clip.frames.shape == (14, 224, 224, 3)
+
+
+def test_load_synthetic_errors(tmp_path):
+    with pytest.raises(FileNotFoundError, match="stvg-lab data synth"):
+        read_manifest(tmp_path)
