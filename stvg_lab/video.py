@@ -15,15 +15,17 @@ and pixels:
 * :func:`tube_to_model` (ground truth -> targets and rewards): the span is the kept frames
   that fall inside the tube; boxes are scaled per axis.
 * :func:`answer_to_tube` (prediction -> evaluation): sampled index ``k`` stands for the
-  original frames ``frame_numbers[k] .. frame_numbers[k+1]-1`` (the last index up to the
+  original frames centred on ``frame_numbers[k]``, from half-way after the previous kept
+  frame to just before half-way to the next (the first index from frame 0, the last to the
   video's last frame); boxes are scaled back and linearly interpolated between kept frames.
 
 Round trip ``tube_to_model -> answer_to_tube`` of a tube on original frames ``a..b``
-gives ``a' .. b'`` with ``0 <= a' - a < step`` and ``0 <= b' - b < step`` (``step = fps /
-target_fps``, 15 frames for 30 fps): each end moves *later* by less than one sampling
-step, half a step on average, so tIoU against the original annotation drops by up to about
-``step / len(tube)`` even for a perfect prediction. ``tests/test_video.py`` checks the
-bound for 24, 25, 29.97 and 30 fps.
+gives ``a' .. b'`` with ``|a' - a|`` and ``|b' - b|`` at most half a sampling step (``step
+= fps / target_fps``, 15 frames for 30 fps), plus one frame where the steps alternate
+(12/13 at 25 fps), early or late: unbiased, so tIoU against the original annotation drops
+by up to about ``step / len(tube)`` even for a perfect prediction. Covering only the frames
+*after* each kept one would make every prediction late by half a step on average.
+``tests/test_video.py`` checks the bound for 8, 24, 25, 29.97 and 30 fps.
 
 Frame-count policy (HC-STVG's ``img_num`` does not always equal the number of frames a
 decoder returns): a difference of at most :func:`frame_count_tolerance` frames (2 %, at
