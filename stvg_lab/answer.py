@@ -19,8 +19,8 @@ A format is a small frozen object so that variants are one-line choices:
 
 The parser is strict on purpose (a GRPO policy games any looseness): each tag exactly once
 and in order, nothing but white space outside the tags, only the box grammar inside a box
-list, unique frame labels, ``ts <= te``. Any violation returns a :class:`ParsedAnswer` whose
-``error`` names the reason; it never raises.
+list, unique frame labels, ``ts <= te``, ASCII digits and white space only. Any violation
+returns a :class:`ParsedAnswer` whose ``error`` names the reason; it never raises.
 """
 
 from __future__ import annotations
@@ -30,13 +30,35 @@ from dataclasses import dataclass, field
 from typing import Mapping, Sequence
 
 MAX_ANSWER_CHARS = 20_000  # longer completions are rejected unparsed: bounded reward cost
+ERROR_CODES: tuple[str, ...] = (
+    "not_text",
+    "empty",
+    "too_long",
+    "missing_tag",
+    "unexpected_tag",
+    "repeated_tag",
+    "tag_order",
+    "text_outside_tags",
+    "bad_span",
+    "reversed_span",
+    "bad_boxes",
+    "duplicate_frame",
+)
 
+# re.ASCII: ``\d`` is 0-9 only and ``\s`` ASCII white space only. Without it ``\d`` accepts
+# any Unicode digit ("٣" parses as 3) and ``\s`` any Unicode space, a looser grammar than
+# the prompt teaches.
 _NUM = r"\d{1,5}(?:\.\d{1,3})?"
 _BOX = rf"\[\s*({_NUM})\s*,\s*({_NUM})\s*,\s*({_NUM})\s*,\s*({_NUM})\s*\]"
-_BOX_RE = re.compile(_BOX)
-_LABELLED_ITEM = re.compile(rf"\s*(\d{{1,4}})\s*\.\s*{_BOX}\s*")
-_PLAIN_ITEM = re.compile(rf"\s*{_BOX}\s*")
-_SPAN_RE = re.compile(r"\s*(\d{1,4})\s*-\s*(\d{1,4})\s*")
+_BOX_RE = re.compile(_BOX, re.ASCII)
+_LABELLED_ITEM = re.compile(rf"\s*(\d{{1,4}})\s*\.\s*{_BOX}\s*", re.ASCII)
+_PLAIN_ITEM = re.compile(rf"\s*{_BOX}\s*", re.ASCII)
+_SPAN_RE = re.compile(r"\s*(\d{1,4})\s*-\s*(\d{1,4})\s*", re.ASCII)
+_BLANK_RE = re.compile(r"\s*", re.ASCII)  # what may lie outside the tags
+
+
+def _is_blank(text: str) -> bool:
+    return _BLANK_RE.fullmatch(text) is not None
 
 
 @dataclass(frozen=True)
@@ -78,9 +100,10 @@ class ParsedAnswer:
     """What Eq. 2 extracts: span, think boxes and pred boxes by sampled-frame index.
 
     ``think`` is None for a format without ``<think_bbox>``. On failure ``error`` is a short
-    code (``missing_tag``, ``repeated_tag``, ``tag_order``, ``text_outside_tags``,
+    code (``missing_tag``, ``repeated_tag``, ``unexpected_tag`` (a tag of another format,
+    e.g. ``<think_bbox>`` in ``no_think``), ``tag_order``, ``text_outside_tags``,
     ``bad_span``, ``reversed_span``, ``bad_boxes``, ``duplicate_frame``, ``too_long``,
-    ``empty``, ``not_text``) and ``detail`` says where.
+    ``empty``, ``not_text``) and ``detail`` says where. ``ERROR_CODES`` lists them.
     """
 
     span: tuple[int, int] | None = None
@@ -99,9 +122,13 @@ class ParsedAnswer:
         """Eq. 4: every box list covers exactly the frames ``ts..te``."""
         if not self.ok or self.span is None:
             return False
-        frames = set(range(self.span[0], self.span[1] + 1))
+        ts, te = self.span
         lists = [self.pred] + ([self.think] if self.think is not None else [])
-        return all(lst is not None and set(lst) == frames for lst in lists)
+        # frame keys are unique ints, so "same set as ts..te" is "as many, all inside"; this
+        # avoids building a set of up to 10^4 frames for a long claimed span
+        return all(
+            lst is not None and len(lst) == te - ts + 1 and all(ts <= f <= te for f in lst) for lst in lists
+        )
 
 
 def _fail(code: str, detail: str, fmt: AnswerFormat) -> ParsedAnswer:
@@ -138,7 +165,7 @@ def parse_answer(text: object, fmt: "str | AnswerFormat | None" = None) -> Parse
     fmt = get_format(fmt)
     if not isinstance(text, str):
         return _fail("not_text", f"expected a string, got {type(text).__name__}", fmt)
-    if not text.strip():
+    if _is_blank(text):
         return _fail("empty", "the answer is empty", fmt)
     if len(text) > MAX_ANSWER_CHARS:
         return _fail("too_long", f"{len(text)} characters > {MAX_ANSWER_CHARS}", fmt)
@@ -147,23 +174,27 @@ def parse_answer(text: object, fmt: "str | AnswerFormat | None" = None) -> Parse
         for t in (f"<{tag}>", f"</{tag}>"):
             n = text.count(t)
             if tag not in fmt.tags and n:
-                return _fail("repeated_tag", f"{t} is not part of the {fmt.name} format", fmt)
+                return _fail("unexpected_tag", f"{t} is not part of the {fmt.name} format", fmt)
             if tag in fmt.tags and n == 0:
                 return _fail("missing_tag", f"{t} is missing", fmt)
             if n > 1:
                 return _fail("repeated_tag", f"{t} appears {n} times", fmt)
-    # Each tag occurs exactly once: check order and that only white space lies between sections.
+    # Each tag occurs exactly once. All six positions must ascend (order is checked before
+    # the gaps, so a swapped pair reads as tag_order, not as text outside the tags); then
+    # only white space may lie between the sections.
+    marks = [text.find(t) for tag in fmt.tags for t in (f"<{tag}>", f"</{tag}>")]
+    if any(a >= b for a, b in zip(marks, marks[1:])):
+        order = " ".join(f"<{tag}>...</{tag}>" for tag in fmt.tags)
+        return _fail("tag_order", f"the tags must come in the order {order}", fmt)
     bodies: dict[str, str] = {}
     pos = 0
     for tag in fmt.tags:
         open_at, close_at = text.find(f"<{tag}>"), text.find(f"</{tag}>")
-        if open_at < pos or close_at < open_at:
-            return _fail("tag_order", f"<{tag}>...</{tag}> is out of order", fmt)
-        if text[pos:open_at].strip():
+        if not _is_blank(text[pos:open_at]):
             return _fail("text_outside_tags", f"text before <{tag}>: {text[pos:open_at].strip()[:30]!r}", fmt)
         bodies[tag] = text[open_at + len(tag) + 2 : close_at]
         pos = close_at + len(tag) + 3
-    if text[pos:].strip():
+    if not _is_blank(text[pos:]):
         return _fail("text_outside_tags", f"text after the last tag: {text[pos:].strip()[:30]!r}", fmt)
 
     m = _SPAN_RE.fullmatch(bodies["time"])

@@ -1,0 +1,628 @@
+"""The multi-dimensional reward of STVG-o1 (§3.2, Eq. 3-10) as TRL reward functions.
+
+Each reward is a plain function ``f(completions, **kwargs) -> list[float]``, one behaviour
+each, as in TRL's ``trl/rewards`` and open-r1's ``rewards.py``. Variants (Tables 6-8) come
+from small factories whose result carries a readable ``__name__``, which TRL uses for the
+``rewards/<name>/mean`` log columns. ``REWARDS`` maps each name to its function.
+
+Inputs (the contract with the GRPO trainer and the datasets):
+
+* ``completions``: strings, or chat message lists; the text of the last assistant message
+  is scored (``content`` a string or a list of ``{"type": "text", "text": ...}`` parts).
+* dataset columns, one entry per completion: ``gt_span`` ``[s, e]`` (inclusive sampled-frame
+  indices), ``gt_tube`` rows ``[k, x1, y1, x2, y2]`` or a mapping ``{k: [x1, y1, x2, y2]}``
+  (keys int or str) in model-frame pixels, ``frame_size`` ``[W, H]`` of the model frame,
+  and optionally ``answer_format`` (a name in ``stvg_lab.answer.FORMATS``, default paper).
+  Other keyword arguments (``prompts``, ``completion_ids``, ``trainer_state``, ...) are
+  ignored. A missing column raises ``KeyError`` and a malformed one ``ValueError``, each
+  naming the column and the row: those are programming errors, not model output.
+
+Choices the paper leaves open, and the hardening against a policy that games the reward:
+
+* **Parse failure scores 0 everywhere.** Every reward is 0 for an answer that
+  ``parse_answer`` rejects, the format reward included.
+* **Clipping.** Predicted and ground-truth boxes are clipped to ``[0, W] x [0, H]`` before
+  scoring, so far-away coordinates cannot push a term outside its range.
+* **L1 normalisation.** ``||b - b_gt||_1`` in Eq. 7 is the mean over the four coordinates
+  of ``|Δ|``, x divided by ``W`` and y by ``H`` (after clipping), so ``L1 ∈ [0, 1]``.
+  GIoU is computed on the same normalised boxes; it does not change under a per-axis
+  scaling. The per-frame summand ``GIoU - L1`` lies in ``[-2, 1]``.
+* **Missing boxes.** A frame of the temporal intersection (Eq. 6) where the answer has no
+  box (an inconsistent answer) scores the per-frame floor: -2 for ``GIoU - L1``, -1 for
+  either term alone. Leaving a box out therefore never pays.
+* **Annotation gaps.** A frame of the intersection with no ground-truth box is left out of
+  both the sum and the count of Eq. 7. If no frame is left, ``R_spa = 0``.
+* **Empty intersection.** The paper sets the spatial reward to 0 (``empty_overlap="zero"``,
+  the default). That pays a policy to move its span off the ground truth whenever its
+  ``R_spa`` would be negative, so ``empty_overlap="floor"`` (variant ``overlap_penalty``)
+  scores the per-frame floor for each box list instead (-4 with think, -2 without). The
+  think reward is 0 on an empty intersection under both rules.
+* **Inverted boxes** (``x2 < x1``) are not reordered: they have zero area, as in
+  ``stvg_lab.geometry``, so they score no better than a degenerate box.
+* **Think reward incentive.** ``R_s + λk R_k = (1 + λk) R_spa^p + (1 - λk) R_spa^t`` when
+  ``R_spa^p > R_spa^t``. For ``λk < 1`` a worse think list still lowers the total, so
+  sabotaging ``<think_bbox>`` does not pay. At ``λk = 1`` it is neutral, and above 1 it pays.
+
+Bounds (``REWARD_BOUNDS`` holds them by name, tests check them on arbitrary text):
+``R_f, R_c, R_t ∈ [0, 1]``; ``R_spa ∈ [-2, 1]``; ``R_s ∈ [-4, 2]``; ``R_k ∈ [0, 3]``;
+total ``R ∈ [-3, 5]`` for ``λk ≤ 1`` (``R_s`` and ``R_k`` cannot both be high).
+GIoU only: per frame ``[-1, 1]``, ``R_s ∈ [-2, 2]``, ``R_k ∈ [0, 2]``. L1 only: per frame
+``-L1 ∈ [-1, 0]``, ``R_s ∈ [-2, 0]``, ``R_k ∈ [0, 1]``.
+"""
+
+from __future__ import annotations
+
+import bisect
+import math
+from dataclasses import dataclass
+from typing import Any, Callable, Mapping, Sequence
+
+import numpy as np
+
+from stvg_lab.answer import ParsedAnswer, get_format, parse_answer
+from stvg_lab.geometry import box_giou, box_l1, span_intersection, temporal_iou
+
+Terms = tuple[str, ...]
+RewardFunc = Callable[..., list[float]]
+
+DEFAULT_TERMS: Terms = ("giou", "l1")
+DEFAULT_LAMBDA_K = 0.5
+EMPTY_OVERLAP_RULES: tuple[str, ...] = ("zero", "floor")
+# per-frame range of each term of the Eq. 7 summand: +GIoU and -L1 (normalised L1 ∈ [0, 1])
+_TERM_BOUNDS: dict[str, tuple[float, float]] = {"giou": (-1.0, 1.0), "l1": (-1.0, 0.0)}
+
+
+def _check_terms(terms: Sequence[str]) -> Terms:
+    """Validate ``terms`` and return them in the canonical order (giou before l1)."""
+    if isinstance(terms, str):
+        terms = (terms,)
+    unknown = [t for t in terms if t not in _TERM_BOUNDS]
+    if not terms or unknown or len(set(terms)) != len(terms):
+        raise ValueError(f"terms must be a non-empty subset of {tuple(_TERM_BOUNDS)} without repeats; got {terms!r}")
+    return tuple(t for t in _TERM_BOUNDS if t in terms)
+
+
+def _check_empty_overlap(rule: str) -> str:
+    if rule not in EMPTY_OVERLAP_RULES:
+        raise ValueError(f"empty_overlap must be one of {EMPTY_OVERLAP_RULES}; got {rule!r}")
+    return rule
+
+
+def _check_lambda(lambda_k: float) -> float:
+    if not (isinstance(lambda_k, (int, float)) and math.isfinite(lambda_k) and lambda_k >= 0):
+        raise ValueError(f"lambda_k must be a finite number >= 0; got {lambda_k!r}")
+    return float(lambda_k)
+
+
+def frame_bounds(terms: Sequence[str] = DEFAULT_TERMS) -> tuple[float, float]:
+    """Range of the per-frame summand of Eq. 7 for ``terms``: (-2, 1) for GIoU - L1."""
+    terms = _check_terms(terms)
+    return sum(_TERM_BOUNDS[t][0] for t in terms), sum(_TERM_BOUNDS[t][1] for t in terms)
+
+
+def spatial_bounds(terms: Sequence[str] = DEFAULT_TERMS) -> tuple[float, float]:
+    """Range of ``R_s`` (Eq. 8), two box lists: (-4, 2) for GIoU - L1."""
+    lo, hi = frame_bounds(terms)
+    return 2 * lo, max(2 * hi, hi)
+
+
+def think_bounds(terms: Sequence[str] = DEFAULT_TERMS) -> tuple[float, float]:
+    """Range of ``R_k`` (Eq. 9): (0, 3) for GIoU - L1."""
+    lo, hi = frame_bounds(terms)
+    return 0.0, hi - lo
+
+
+def total_bounds(terms: Sequence[str] = DEFAULT_TERMS, lambda_k: float = DEFAULT_LAMBDA_K) -> tuple[float, float]:
+    """Range of ``R`` (Eq. 10): (-3, 5) for GIoU - L1 and ``λk ≤ 1``.
+
+    A parsed answer has ``R_f = 1`` and ``R_s ≥ 2·lo``, so ``R ≥ 1 + 2·lo``; a rejected one
+    scores 0. At the top, ``R_s + λk R_k = (1 + λk) R_spa^p + (1 - λk) R_spa^t`` (Eq. 9
+    active) is linear in ``R_spa^t``, so its maximum sits at ``R_spa^t = hi`` or ``lo``.
+    """
+    lo, hi = frame_bounds(terms)
+    lam = _check_lambda(lambda_k)
+    return min(0.0, 1 + 2 * lo), 3 + max(2 * hi, (1 + lam) * hi + (1 - lam) * lo)
+
+
+@dataclass(frozen=True, eq=False)
+class GroundTruth:
+    """One sample's ground truth on the model's frame grid, ready for Eq. 5-7.
+
+    ``frames`` are the sampled indices inside ``span`` that have a box, ascending;
+    ``boxes`` their boxes in frame units (x / W, y / H) clipped to ``[0, 1]``, shape (K, 4).
+    """
+
+    span: tuple[int, int]
+    frames: tuple[int, ...]
+    boxes: np.ndarray
+    size: tuple[float, float]
+
+
+def _as_index(value: Any) -> int:
+    """An integer frame index from an int, an integral float (HF datasets) or a numeric str."""
+    if isinstance(value, str):
+        value = float(value.strip())
+    f = float(value)
+    if not math.isfinite(f) or f != int(f):
+        raise ValueError(f"{value!r} is not an integer")
+    return int(f)
+
+
+def ground_truth_span(gt_span: Any, where: str = "ground truth") -> tuple[int, int]:
+    """Validate one row's ``gt_span`` column: ``[s, e]`` integers with ``0 <= s <= e``."""
+    try:
+        s, e = (_as_index(v) for v in gt_span)
+    except (TypeError, ValueError):
+        raise ValueError(f"{where}: column 'gt_span' must be [start, end] integers; got {gt_span!r}") from None
+    if not 0 <= s <= e:
+        raise ValueError(f"{where}: column 'gt_span' must satisfy 0 <= start <= end; got {gt_span!r}")
+    return s, e
+
+
+def ground_truth(gt_span: Any, gt_tube: Any, frame_size: Any, where: str = "ground truth") -> GroundTruth:
+    """Validate and convert one row's ``gt_span``, ``gt_tube`` and ``frame_size`` columns.
+
+    Raises ValueError naming ``where`` (e.g. "row 3") and the column when a value is
+    malformed: a span that is not ``[s, e]`` with ``0 <= s <= e``, a frame size that is not
+    two positive numbers, a tube row that is not ``[k, x1, y1, x2, y2]`` of finite numbers,
+    or a frame given twice. Boxes outside ``span`` are ignored.
+    """
+    s, e = ground_truth_span(gt_span, where)
+    try:
+        w, h = (float(v) for v in frame_size)
+    except (TypeError, ValueError):
+        raise ValueError(f"{where}: column 'frame_size' must be [W, H]; got {frame_size!r}") from None
+    if not (math.isfinite(w) and math.isfinite(h) and w > 0 and h > 0):
+        raise ValueError(f"{where}: column 'frame_size' must be two positive numbers; got {frame_size!r}")
+
+    if gt_tube is None:
+        raise ValueError(f"{where}: column 'gt_tube' is None; give [] for a sample without boxes")
+    shape_error = (
+        f"{where}: column 'gt_tube' must hold rows [k, x1, y1, x2, y2] or a mapping {{k: [x1, y1, x2, y2]}} "
+        f"of numbers; got {str(gt_tube)[:200]}"
+    )
+    try:
+        if isinstance(gt_tube, Mapping):
+            # None values are skipped: an HF datasets struct column fills the keys that other
+            # rows have and this one lacks with None
+            items = [(_as_index(k), box) for k, box in gt_tube.items() if box is not None]
+            table = np.asarray([[k, *box] for k, box in items], dtype=np.float64)
+        else:
+            table = np.asarray(gt_tube, dtype=np.float64)  # (K, 5) rows [k, x1, y1, x2, y2]
+    except (TypeError, ValueError):
+        raise ValueError(shape_error) from None
+    table = table.reshape(0, 5) if table.size == 0 else table
+    if table.ndim != 2 or table.shape[1] != 5:
+        raise ValueError(shape_error)
+    if not np.all(np.isfinite(table)):
+        raise ValueError(f"{where}: column 'gt_tube' needs finite numbers; got {str(gt_tube)[:200]}")
+    if not np.all(table[:, 0] == np.round(table[:, 0])):
+        raise ValueError(f"{where}: column 'gt_tube' frame indices must be integers; got {table[:, 0].tolist()}")
+    frames = table[:, 0].astype(np.int64)  # (K,)
+    if len(set(frames.tolist())) != len(frames):
+        raise ValueError(f"{where}: column 'gt_tube' gives a frame twice; got {sorted(frames.tolist())}")
+    order = np.argsort(frames, kind="stable")
+    order = order[(frames[order] >= s) & (frames[order] <= e)]
+    # (K', 4): pixels -> frame units, then clip, so both GIoU and the L1 of Eq. 7 see [0, 1]
+    unit = np.clip(table[order, 1:] / np.array([w, h, w, h]), 0.0, 1.0)
+    return GroundTruth((s, e), tuple(frames[order].tolist()), unit, (w, h))
+
+
+def _frame_scores(pred: np.ndarray, gt: np.ndarray, terms: Terms) -> np.ndarray:
+    """The summand of Eq. 7, ``GIoU(b, b_gt) - ||b - b_gt||_1``, per frame; (F, 4) x2 -> (F,).
+
+    Boxes are in frame units and clipped, so ``box_l1`` with a unit frame is the normalised
+    L1 of the module docstring. ``terms`` keeps either term alone (Table 7).
+    """
+    score = np.zeros(len(pred))
+    if "giou" in terms:
+        score += box_giou(pred, gt)
+    if "l1" in terms:
+        score -= box_l1(pred, gt)
+    return score
+
+
+def _spatial_many(
+    box_lists: Sequence[Mapping[int, Sequence[float]]],
+    spans: Sequence[tuple[int, int]],
+    gts: Sequence[GroundTruth],
+    terms: Terms,
+) -> tuple[np.ndarray, np.ndarray]:
+    """``R_spa`` (Eq. 6-7) for many box lists in one vectorised pass.
+
+    Returns ``(r_spa, empty)``, both (N,): ``r_spa`` is 0 where the intersection is empty or
+    holds no ground-truth box, and ``empty`` marks an empty intersection (Eq. 6).
+    """
+    n = len(box_lists)
+    empty = np.zeros(n, dtype=bool)
+    owner: list[int] = []  # (F,) which list each scored frame belongs to
+    pred_px: list[Sequence[float]] = []  # (F, 4) predicted boxes in pixels, zeros where missing
+    scale: list[tuple[float, float, float, float]] = []  # (F, 4) W, H, W, H of that frame
+    present: list[bool] = []  # (F,) whether the answer has a box there
+    gt_parts: list[np.ndarray] = []  # pieces of the (F, 4) ground truth
+    for i, (boxes, span, gt) in enumerate(zip(box_lists, spans, gts)):
+        inter = span_intersection(span, gt.span)
+        if inter is None:
+            empty[i] = True
+            continue
+        lo, hi = bisect.bisect_left(gt.frames, inter[0]), bisect.bisect_right(gt.frames, inter[1])
+        w, h = gt.size
+        for f in gt.frames[lo:hi]:
+            box = boxes.get(f)
+            present.append(box is not None)
+            pred_px.append(box if box is not None else (0.0, 0.0, 0.0, 0.0))
+            scale.append((w, h, w, h))
+        owner.extend([i] * (hi - lo))
+        gt_parts.append(gt.boxes[lo:hi])
+    r_spa = np.zeros(n)
+    if owner:
+        pred = np.clip(np.asarray(pred_px, dtype=np.float64) / np.asarray(scale), 0.0, 1.0)
+        per_frame = np.where(present, _frame_scores(pred, np.concatenate(gt_parts), terms), frame_bounds(terms)[0])
+        sums = np.bincount(owner, weights=per_frame, minlength=n)
+        counts = np.bincount(owner, minlength=n)
+        r_spa = np.divide(sums, counts, out=np.zeros(n), where=counts > 0)
+    return r_spa, empty
+
+
+@dataclass(frozen=True, eq=False)
+class SpatialParts:
+    """``R_spa`` of each box list of a batch of answers, all (N,) arrays.
+
+    ``think`` is 0 where the format has no think list (``has_think`` False); both are 0 for
+    a rejected answer (``ok`` False) and on an empty intersection (``empty`` True).
+    """
+
+    ok: np.ndarray
+    think: np.ndarray
+    pred: np.ndarray
+    has_think: np.ndarray
+    empty: np.ndarray
+
+
+def spatial_parts(
+    parsed: Sequence[ParsedAnswer], gts: Sequence[GroundTruth], terms: Terms = DEFAULT_TERMS
+) -> SpatialParts:
+    """Eq. 7 for the think and the pred list of every parsed answer, in one pass."""
+    terms = _check_terms(terms)
+    n = len(parsed)
+    ok = np.array([p.ok for p in parsed], dtype=bool)
+    has_think = np.array([p.ok and p.think is not None for p in parsed], dtype=bool)
+    lists, spans, list_gts, slots = [], [], [], []  # slots: (row, 0 = think | 1 = pred)
+    for i, (p, gt) in enumerate(zip(parsed, gts)):
+        if not p.ok:
+            continue
+        for j, boxes in ((0, p.think), (1, p.pred)):
+            if boxes is not None:
+                lists.append(boxes)
+                spans.append(p.span)
+                list_gts.append(gt)
+                slots.append((i, j))
+    r, empty = _spatial_many(lists, spans, list_gts, terms)
+    table = np.zeros((n, 2))  # (N, 2): R_spa of think, pred
+    empty_rows = np.zeros(n, dtype=bool)
+    for (i, j), value, e in zip(slots, r, empty):
+        table[i, j] = value
+        empty_rows[i] |= e
+    return SpatialParts(ok, table[:, 0], table[:, 1], has_think, empty_rows)
+
+
+def spatial_values(parts: SpatialParts, terms: Terms = DEFAULT_TERMS, empty_overlap: str = "zero") -> np.ndarray:
+    """Eq. 8: ``R_s = R_spa^t + R_spa^p`` (``R_spa^p`` alone without think), (N,).
+
+    On an empty intersection it is 0 (``"zero"``, the paper) or the per-frame floor once per
+    box list (``"floor"``); 0 for a rejected answer.
+    """
+    r_s = parts.pred + np.where(parts.has_think, parts.think, 0.0)
+    if _check_empty_overlap(empty_overlap) == "floor":
+        r_s = np.where(parts.empty, frame_bounds(terms)[0] * (1 + parts.has_think), r_s)
+    return np.where(parts.ok, r_s, 0.0)
+
+
+def think_values(parts: SpatialParts) -> np.ndarray:
+    """Eq. 9: ``R_k = max(R_spa^p - R_spa^t, 0)``, (N,); 0 without think or overlap."""
+    active = parts.ok & parts.has_think & ~parts.empty
+    return np.where(active, np.maximum(parts.pred - parts.think, 0.0), 0.0)
+
+
+def format_value(parsed: ParsedAnswer) -> float:
+    """Eq. 3: 1 if the answer parses in its format, else 0."""
+    return 1.0 if parsed.ok else 0.0
+
+
+def consistency_value(parsed: ParsedAnswer) -> float:
+    """Eq. 4: 1 if every box list covers exactly the frames ``ts..te``, else 0."""
+    return 1.0 if parsed.consistent else 0.0
+
+
+def temporal_value(parsed: ParsedAnswer, gt_span: tuple[int, int]) -> float:
+    """Eq. 5: ``IoU(T^p, T^gt)`` of inclusive integer spans; 0 for a rejected answer."""
+    return temporal_iou(parsed.span, gt_span) if parsed.ok and parsed.span is not None else 0.0
+
+
+def total_values(
+    parsed: Sequence[ParsedAnswer], gts: Sequence[GroundTruth], terms: Terms, empty_overlap: str, lambda_k: float
+) -> dict[str, np.ndarray]:
+    """Every component and Eq. 10, ``R = R_f + R_c + R_t + R_s + λk R_k``, as (N,) arrays."""
+    parts = spatial_parts(parsed, gts, terms)
+    out = {
+        "format": np.array([format_value(p) for p in parsed]),
+        "consistency": np.array([consistency_value(p) for p in parsed]),
+        "temporal": np.array([temporal_value(p, gt.span) for p, gt in zip(parsed, gts)]),
+        "spatial": spatial_values(parts, terms, empty_overlap),
+        "think": think_values(parts),
+    }
+    out["total"] = out["format"] + out["consistency"] + out["temporal"] + out["spatial"] + lambda_k * out["think"]
+    out["spa_think"], out["spa_pred"] = parts.think, parts.pred
+    return out
+
+
+def completion_text(completion: Any, where: str = "completion") -> Any:
+    """The text to score: a string as is, or the last assistant message of a chat list.
+
+    A message's ``content`` may be a string or a list of parts, whose ``"text"`` parts are
+    joined. Anything that is not text (None content) is passed on for ``parse_answer`` to
+    reject. Raises ValueError for a completion that is neither a string nor a message list.
+    """
+    if isinstance(completion, str):
+        return completion
+    if isinstance(completion, Sequence):
+        for msg in reversed(completion):
+            if isinstance(msg, Mapping) and msg.get("role", "assistant") == "assistant":
+                content = msg.get("content")
+                if isinstance(content, list):
+                    texts = [p.get("text") for p in content if isinstance(p, Mapping) and p.get("type") == "text"]
+                    return "".join(t for t in texts if isinstance(t, str))
+                return content
+    raise ValueError(f"{where}: expected a string or a list of chat messages with an assistant message")
+
+
+def _column(kwargs: Mapping[str, Any], name: str, n: int) -> list:
+    if name not in kwargs or kwargs[name] is None:
+        raise KeyError(
+            f"reward needs the dataset column {name!r} (one entry per completion); got columns {sorted(kwargs)}"
+        )
+    values = list(kwargs[name])
+    if len(values) != n:
+        raise ValueError(f"column {name!r} has {len(values)} entries for {n} completions")
+    return values
+
+
+def _parse_all(completions: Sequence[Any], kwargs: Mapping[str, Any]) -> list[ParsedAnswer]:
+    """Parse each completion once, in its row's ``answer_format`` (default paper)."""
+    n = len(completions)
+    fmts = kwargs.get("answer_format")
+    if fmts is None or isinstance(fmts, str):
+        fmts = [fmts] * n
+    elif len(fmts) != n:
+        raise ValueError(f"column 'answer_format' has {len(fmts)} entries for {n} completions")
+    return [
+        parse_answer(completion_text(c, f"completion {i}"), get_format(f))
+        for i, (c, f) in enumerate(zip(completions, fmts))
+    ]
+
+
+def _same_value(a: Any, b: Any) -> bool:
+    """Whether two column values are equal plain lists/dicts (never raises on odd types)."""
+    if a is b:
+        return True
+    if type(a) is not type(b) or not isinstance(a, (list, tuple, dict)):
+        return False
+    try:
+        return bool(a == b)
+    except (TypeError, ValueError):  # e.g. lists holding numpy arrays
+        return False
+
+
+def _ground_truths(kwargs: Mapping[str, Any], n: int) -> list[GroundTruth]:
+    """Convert every row's ground truth; a row equal to the one before reuses its result.
+
+    GRPOTrainer repeats each prompt's row for its ``num_generations`` consecutive
+    completions, so this converts each distinct row once (about 40 us saved per repeat).
+    """
+    spans, tubes, sizes = (_column(kwargs, c, n) for c in ("gt_span", "gt_tube", "frame_size"))
+    out: list[GroundTruth] = []
+    prev_row: tuple = ()
+    for i, row in enumerate(zip(spans, tubes, sizes)):
+        if prev_row and all(_same_value(x, y) for x, y in zip(row, prev_row)):
+            out.append(out[-1])
+        else:
+            out.append(ground_truth(*row, where=f"row {i}"))
+        prev_row = row
+    return out
+
+
+def format_reward(completions: Sequence[Any], **kwargs: Any) -> list[float]:
+    """``R_f`` (Eq. 3) ∈ {0, 1}: 1 iff the answer parses in its ``answer_format``."""
+    return [format_value(p) for p in _parse_all(completions, kwargs)]
+
+
+def consistency_reward(completions: Sequence[Any], **kwargs: Any) -> list[float]:
+    """``R_c`` (Eq. 4) ∈ {0, 1}: 1 iff it parses and every box list covers ``ts..te``."""
+    return [consistency_value(p) for p in _parse_all(completions, kwargs)]
+
+
+def temporal_reward(completions: Sequence[Any], **kwargs: Any) -> list[float]:
+    """``R_t`` (Eq. 5) ∈ [0, 1]: temporal IoU with ``gt_span``; 0 if the answer is rejected."""
+    parsed = _parse_all(completions, kwargs)
+    spans = [ground_truth_span(s, f"row {i}") for i, s in enumerate(_column(kwargs, "gt_span", len(parsed)))]
+    return [temporal_value(p, s) for p, s in zip(parsed, spans)]
+
+
+@dataclass(frozen=True)
+class SpatialReward:
+    """``R_s`` (Eq. 6-8) with a choice of terms and empty-overlap rule; see ``spatial_bounds``."""
+
+    terms: Terms = DEFAULT_TERMS
+    empty_overlap: str = "zero"
+
+    @property
+    def __name__(self) -> str:
+        suffix = "" if self.terms == DEFAULT_TERMS else "_" + "_".join(self.terms)
+        return "spatial_reward" + suffix + ("_overlap_floor" if self.empty_overlap == "floor" else "")
+
+    @property
+    def bounds(self) -> tuple[float, float]:
+        return spatial_bounds(self.terms)
+
+    def __call__(self, completions: Sequence[Any], **kwargs: Any) -> list[float]:
+        parsed = _parse_all(completions, kwargs)
+        parts = spatial_parts(parsed, _ground_truths(kwargs, len(parsed)), self.terms)
+        return spatial_values(parts, self.terms, self.empty_overlap).tolist()
+
+
+@dataclass(frozen=True)
+class ThinkReward:
+    """``R_k`` (Eq. 9) with a choice of terms; see ``think_bounds``."""
+
+    terms: Terms = DEFAULT_TERMS
+
+    @property
+    def __name__(self) -> str:
+        return "think_reward" + ("" if self.terms == DEFAULT_TERMS else "_" + "_".join(self.terms))
+
+    @property
+    def bounds(self) -> tuple[float, float]:
+        return think_bounds(self.terms)
+
+    def __call__(self, completions: Sequence[Any], **kwargs: Any) -> list[float]:
+        parsed = _parse_all(completions, kwargs)
+        return think_values(spatial_parts(parsed, _ground_truths(kwargs, len(parsed)), self.terms)).tolist()
+
+
+@dataclass(frozen=True)
+class TotalReward:
+    """``R`` (Eq. 10) as one reward function (weight 1); see ``total_bounds``."""
+
+    lambda_k: float = DEFAULT_LAMBDA_K
+    terms: Terms = DEFAULT_TERMS
+    empty_overlap: str = "zero"
+
+    @property
+    def __name__(self) -> str:
+        name = "total_reward" + ("" if self.terms == DEFAULT_TERMS else "_" + "_".join(self.terms))
+        name += "_overlap_floor" if self.empty_overlap == "floor" else ""
+        return name + ("" if self.lambda_k == DEFAULT_LAMBDA_K else f"_lambda{self.lambda_k:g}")
+
+    @property
+    def bounds(self) -> tuple[float, float]:
+        return total_bounds(self.terms, self.lambda_k)
+
+    def __call__(self, completions: Sequence[Any], **kwargs: Any) -> list[float]:
+        parsed = _parse_all(completions, kwargs)
+        gts = _ground_truths(kwargs, len(parsed))
+        return total_values(parsed, gts, self.terms, self.empty_overlap, self.lambda_k)["total"].tolist()
+
+
+def make_spatial_reward(terms: Sequence[str] = DEFAULT_TERMS, empty_overlap: str = "zero") -> SpatialReward:
+    """A spatial reward (Eq. 8) variant: ``terms`` ⊆ (giou, l1) (Table 7), ``empty_overlap``
+    "zero" (paper) or "floor" (overlap penalty). Named e.g. ``spatial_reward_giou``."""
+    return SpatialReward(_check_terms(terms), _check_empty_overlap(empty_overlap))
+
+
+def make_think_reward(terms: Sequence[str] = DEFAULT_TERMS) -> ThinkReward:
+    """A think reward (Eq. 9) variant computed with ``terms``. Named e.g. ``think_reward_l1``."""
+    return ThinkReward(_check_terms(terms))
+
+
+def make_total_reward(
+    lambda_k: float = DEFAULT_LAMBDA_K, terms: Sequence[str] = DEFAULT_TERMS, empty_overlap: str = "zero"
+) -> TotalReward:
+    """The total reward (Eq. 10) as a single function, for one log column and weight 1."""
+    return TotalReward(_check_lambda(lambda_k), _check_terms(terms), _check_empty_overlap(empty_overlap))
+
+
+spatial_reward = make_spatial_reward()
+think_reward = make_think_reward()
+total_reward = make_total_reward()
+
+DEFAULT_REWARD_FUNCS: tuple[RewardFunc, ...] = (
+    format_reward,
+    consistency_reward,
+    temporal_reward,
+    spatial_reward,
+    think_reward,
+)
+
+REWARDS: dict[str, RewardFunc] = {
+    f.__name__: f
+    for f in (
+        *DEFAULT_REWARD_FUNCS,
+        make_spatial_reward(("giou",)),
+        make_spatial_reward(("l1",)),
+        make_spatial_reward(empty_overlap="floor"),
+        make_think_reward(("giou",)),
+        make_think_reward(("l1",)),
+        total_reward,
+    )
+}
+
+# R_f, R_c, R_t are 0/1 or an IoU; the factory-made rewards know their own range
+REWARD_BOUNDS: dict[str, tuple[float, float]] = {
+    name: f.bounds if isinstance(f, (SpatialReward, ThinkReward, TotalReward)) else (0.0, 1.0)
+    for name, f in REWARDS.items()
+}
+
+VARIANTS: tuple[str, ...] = ("full", "no_think_reward", "giou_only", "l1_only", "overlap_penalty", "no_think_bbox")
+
+
+def reward_weights(lambda_k: float = DEFAULT_LAMBDA_K) -> list[float]:
+    """TRL ``reward_weights`` for ``DEFAULT_REWARD_FUNCS``: ``[1, 1, 1, 1, λk]`` (Eq. 10)."""
+    return [1.0, 1.0, 1.0, 1.0, _check_lambda(lambda_k)]
+
+
+def reward_setup(variant: str = "full", lambda_k: float = DEFAULT_LAMBDA_K) -> tuple[list[RewardFunc], list[float]]:
+    """``(reward_funcs, reward_weights)`` for GRPOTrainer, one ablation of Tables 5-8.
+
+    * ``full``: the five rewards, weights ``[1, 1, 1, 1, λk]``.
+    * ``no_think_reward`` (Table 6): the same five functions, think weight 0. ``R_k`` is
+      still computed and logged (it is cheap) so every variant logs the same columns.
+    * ``giou_only`` / ``l1_only`` (Table 7): spatial and think rewards with one term.
+    * ``overlap_penalty``: the spatial reward scores the floor on an empty intersection.
+    * ``no_think_bbox`` (Table 5): the same as ``full``. The dataset's ``answer_format``
+      column ("no_think") is what drops ``<think_bbox>``: then ``R_k = 0`` and
+      ``R_s = R_spa^p``.
+
+    ``λk`` (Table 8) is ``lambda_k``. Raises ValueError for an unknown variant.
+    """
+    lam = _check_lambda(lambda_k)
+    funcs = list(DEFAULT_REWARD_FUNCS)
+    weights = reward_weights(lam)
+    if variant in ("full", "no_think_bbox"):
+        pass
+    elif variant == "no_think_reward":
+        weights[4] = 0.0
+    elif variant in ("giou_only", "l1_only"):
+        terms = ("giou",) if variant == "giou_only" else ("l1",)
+        funcs[3], funcs[4] = make_spatial_reward(terms), make_think_reward(terms)
+    elif variant == "overlap_penalty":
+        funcs[3] = make_spatial_reward(empty_overlap="floor")
+    else:
+        raise ValueError(f"unknown reward variant {variant!r}; choose one of {VARIANTS}")
+    return funcs, weights
+
+
+def score_completion(
+    text: Any,
+    gt_span: Sequence[int],
+    gt_tube: Any,
+    frame_size: Sequence[float],
+    answer_format: str = "paper",
+    lambda_k: float = DEFAULT_LAMBDA_K,
+    *,
+    terms: Sequence[str] = DEFAULT_TERMS,
+    empty_overlap: str = "zero",
+) -> dict[str, Any]:
+    """Every reward component of one completion, for notebooks and analysis.
+
+    Returns floats ``format``, ``consistency``, ``temporal``, ``spatial``, ``think``,
+    ``total`` (Eq. 3-10), ``spa_think`` and ``spa_pred`` (Eq. 7 of each list), and
+    ``error`` (the parser's code, None when it parsed). The same code as the reward
+    functions computes them.
+    """
+    terms = _check_terms(terms)
+    parsed = parse_answer(completion_text(text), get_format(answer_format))
+    gt = ground_truth(gt_span, gt_tube, frame_size)
+    values = total_values([parsed], [gt], terms, _check_empty_overlap(empty_overlap), _check_lambda(lambda_k))
+    out: dict[str, Any] = {k: float(v[0]) for k, v in values.items()}
+    out["error"] = parsed.error
+    return out
