@@ -1,4 +1,4 @@
-# Run: PYTHONPATH=. .venv/bin/python bench/bench_evaluate.py  [--n 10000] [--eval-frames]
+# .venv/bin/python bench/bench_evaluate.py  [--n 10000] [--eval-frames]
 """Time ``stvg_lab.metrics.evaluate`` on synthetic tubes; print the median of 3 runs in seconds.
 
 Each sample is a gt tube of 50-200 frames in a 640x360 video and a prediction shifted by
