@@ -1,0 +1,33 @@
+"""Reproducing the paper's tables and figures (layer 7: reads evaluation and training outputs).
+
+* :mod:`~stvg_lab.analysis.paper`: the paper's published numbers as data (``assets/paper_tables.yaml``).
+* :mod:`~stvg_lab.analysis.grid`: the ablation grid of Tables 5-8 (variants × seeds, cached runs).
+* :mod:`~stvg_lab.analysis.tables`: our results in the paper's layouts, beside its numbers (Tables 1, 5-9).
+* :mod:`~stvg_lab.analysis.scale`: vIoU of think and pred tubes per object-scale bin (Fig. 4).
+* :mod:`~stvg_lab.analysis.open_vocab`: the open-vocabulary split (Table 4) at toy scale, and the real protocol.
+"""
+
+from stvg_lab.analysis.grid import GridResults, GridSpec, RunResult, run_grid, variant_overrides
+from stvg_lab.analysis.open_vocab import check_open_vocab_split, cross_dataset_protocol, make_open_vocab_split
+from stvg_lab.analysis.paper import paper_row
+from stvg_lab.analysis.scale import AREA_BINS, plot_scale, read_per_sample, scale_analysis
+from stvg_lab.analysis.tables import ablation_table, complexity_table, results_table
+
+__all__ = [
+    "AREA_BINS",
+    "GridResults",
+    "GridSpec",
+    "RunResult",
+    "ablation_table",
+    "check_open_vocab_split",
+    "complexity_table",
+    "cross_dataset_protocol",
+    "make_open_vocab_split",
+    "paper_row",
+    "plot_scale",
+    "read_per_sample",
+    "results_table",
+    "run_grid",
+    "scale_analysis",
+    "variant_overrides",
+]
