@@ -1,0 +1,349 @@
+"""Evaluate a model: predict, score think and pred tubes with TubeDETR's metrics, save everything.
+
+:func:`evaluate_model` = :func:`stvg_lab.infer.predict` + :func:`score_predictions` + :func:`write_report`.
+``out_dir`` receives:
+
+* ``predictions.jsonl``: one :class:`~stvg_lab.infer.Prediction` per sample (raw text, parse,
+  tubes, latency, tokens, memory); resumable;
+* ``metrics.json``: m_tIoU, m_vIoU, vIoU@0.3, vIoU@0.5 (fractions), ``n``, ``n_missing`` for the
+  ``pred`` and ``think`` tubes (``think`` is null for a format without ``<think_bbox>``), the
+  same per VidSTG ``qtype`` under ``by_group`` when the samples carry one, the trivial baselines
+  (:mod:`stvg_lab.baselines`) when a train split is given, the parse-failure rate and error
+  counts, the consistent-answer rate (Eq. 4), mean latency / generated tokens / peak memory, and
+  the generation settings;
+* ``per_sample.jsonl``: per sample ``tIoU``/``vIoU`` of pred and think, spans, parse error,
+  difficulty tags from ``extras`` (:data:`TAG_KEYS`) and ``gt_area_ratio`` (mean gt box area over
+  frame area, for the object-scale analysis of paper Fig. 4).
+
+Ground truth is ``sample.tube`` (original frames and pixels). A sample whose answer does not
+parse has an empty tube and scores 0 (counted in ``n_missing``). Evaluation frames:
+``eval_frames="all"`` (default, and what ``stvg-lab evaluate`` uses) scores vIoU on every
+frame of the original video; ``"tubedetr"`` only on TubeDETR's 5 fps frames
+(:func:`stvg_lab.metrics.tubedetr_sampled_frames` over ``[0, num_frames - 1)`` for HC-STVG and
+the synthetic set, over VidSTG's ``used_segment``), which is how TubeDETR and its successors
+report. tIoU is the same under both.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+
+from stvg_lab.answer import get_format
+from stvg_lab.baselines import baseline_predictions
+from stvg_lab.data.sample import Sample
+from stvg_lab.infer import Prediction, predict
+from stvg_lab.metrics import evaluate, evaluate_by_group, tubedetr_sampled_frames
+
+logger = logging.getLogger(__name__)
+
+EVAL_FRAMES = ("all", "tubedetr")
+METRIC_KEYS = ("m_tIoU", "m_vIoU", "vIoU@0.3", "vIoU@0.5")
+TAG_KEYS = ("small", "short", "occluded", "occlusion", "event", "n_distractors", "qtype", "sentence_type", "category")
+"""``extras`` keys copied into ``per_sample.jsonl`` when present (synthetic tags, VidSTG types)."""
+PREDICTIONS_FILE, METRICS_FILE, PER_SAMPLE_FILE = "predictions.jsonl", "metrics.json", "per_sample.jsonl"
+
+
+@dataclass
+class EvalReport:
+    """What an evaluation produced: ``metrics`` (the content of ``metrics.json``), per-sample rows, predictions."""
+
+    metrics: dict[str, Any]
+    per_sample: list[dict[str, Any]]
+    predictions: list[Prediction] = field(repr=False)
+    out_dir: Path | None = None
+
+    def markdown(self) -> str:
+        """:func:`metrics_table` of :attr:`metrics`."""
+        return metrics_table(self.metrics)
+
+
+def eval_frames_for(samples: Sequence[Sample], mode: str = "all") -> dict[str, list[int]] | None:
+    """Frames at which vIoU is scored: None (all frames) or TubeDETR's 5 fps frames per sample id."""
+    if mode == "all":
+        return None
+    if mode != "tubedetr":
+        raise ValueError(f"eval_frames must be one of {EVAL_FRAMES}, got {mode!r}")
+    out = {}
+    for s in samples:
+        segment = s.extras.get("used_segment")
+        # VidSTG: TubeDETR samples inside used_segment [begin, end); HC-STVG: [0, img_num - 1)
+        start, end = (int(segment[0]), int(segment[1])) if segment else (0, s.num_frames - 1)
+        out[s.id] = tubedetr_sampled_frames(start, end, s.fps)
+    return out
+
+
+def gt_area_ratio(sample: Sample) -> float:
+    """Mean over the tube's frames of gt box area / frame area (paper Fig. 4's object scale)."""
+    boxes = np.asarray(list(sample.tube.values()), dtype=np.float64)  # (n, 4)
+    areas = np.clip(boxes[:, 2] - boxes[:, 0], 0, None) * np.clip(boxes[:, 3] - boxes[:, 1], 0, None)
+    return float(areas.mean() / (sample.width * sample.height))
+
+
+def _tags(sample: Sample) -> dict[str, Any]:
+    return {k: sample.extras[k] for k in TAG_KEYS if isinstance(sample.extras.get(k), (bool, int, float, str))}
+
+
+def _span(tube: Mapping[int, Any] | None) -> list[int] | None:
+    return [min(tube), max(tube)] if tube else None
+
+
+def _mean(values: Sequence[float | None]) -> float | None:
+    vals = [float(v) for v in values if v is not None]
+    return float(np.mean(vals)) if vals else None
+
+
+def _scores(tubes: Mapping[str, Any], gts: Mapping[str, Any], frames: Mapping | None, groups: Mapping[str, str] | None) -> tuple[dict, dict | None]:
+    result = evaluate(tubes, gts, frames, per_sample=True)
+    by_group = evaluate_by_group(tubes, gts, groups, frames) if groups else None
+    return result, by_group
+
+
+def score_predictions(
+    predictions: Sequence[Prediction],
+    samples: Sequence[Sample],
+    fmt: str = "paper",
+    eval_frames: str = "all",
+    train_samples: Sequence[Sample] | None = None,
+    settings: Mapping[str, Any] | None = None,
+) -> EvalReport:
+    """Score ``predictions`` against ``samples`` (pred and think tubes, baselines, per-sample rows); no I/O.
+
+    Samples without a prediction score 0. ``settings`` (model path, generation options) is
+    copied into the metrics for the record.
+    """
+    fmt = get_format(fmt)
+    if not samples:
+        raise ValueError("no samples to evaluate")
+    by_id = {p.id: p for p in predictions}
+    gts = {s.id: s.tube for s in samples}
+    frames = eval_frames_for(samples, eval_frames)
+    groups = {s.id: str(s.extras.get("qtype", "none")) for s in samples} if any("qtype" in s.extras for s in samples) else None
+
+    pred_tubes = {sid: p.pred_tube for sid, p in by_id.items()}
+    pred_scores, pred_groups = _scores(pred_tubes, gts, frames, groups)
+    think_scores = think_groups = None
+    if fmt.think:
+        think_tubes = {sid: p.think_tube for sid, p in by_id.items()}
+        think_scores, think_groups = _scores(think_tubes, gts, frames, groups)
+
+    done = [by_id[s.id] for s in samples if s.id in by_id]
+    errors = Counter(p.error for p in done if p.error)
+    n = len(samples)
+    metrics: dict[str, Any] = {
+        "format": fmt.name,
+        "eval_frames": eval_frames,
+        "n": n,
+        "n_predicted": len(done),
+        "pred": {k: v for k, v in pred_scores.items() if k != "per_sample"},
+        "think": {k: v for k, v in think_scores.items() if k != "per_sample"} if think_scores else None,
+        "by_group": {"pred": pred_groups, "think": think_groups} if groups else None,
+        "baselines": {},
+        "parse_failure_rate": (sum(errors.values()) + n - len(done)) / n,
+        "parse_errors": dict(sorted(errors.items())),
+        "consistent_rate": sum(p.consistent for p in done) / n,
+        "truncated_rate": sum(p.truncated for p in done) / n,
+        "mean_latency_s": _mean([p.latency_s for p in done]),
+        "mean_generated_tokens": _mean([p.generated_tokens for p in done]),
+        "mean_peak_mem_bytes": _mean([p.peak_mem_bytes for p in done]),
+        "max_peak_mem_bytes": max((p.peak_mem_bytes for p in done if p.peak_mem_bytes is not None), default=None),
+        "mem_measure": sorted({p.mem_measure for p in done}),
+        "settings": dict(settings or {}),
+    }
+    if train_samples:
+        for name, tubes in baseline_predictions(train_samples, samples).items():
+            scores = evaluate(tubes, gts, frames)
+            metrics["baselines"][name] = scores
+
+    rows = []
+    for s in samples:
+        p = by_id.get(s.id)
+        ps = pred_scores["per_sample"][s.id]
+        ts = think_scores["per_sample"][s.id] if think_scores else None
+        rows.append(
+            {
+                "id": s.id,
+                "error": p.error if p else "no_prediction",
+                "consistent": bool(p.consistent) if p else False,
+                "gt_span": list(s.span_frames),
+                "pred_span": _span(p.pred_tube) if p else None,
+                "think_span": _span(p.think_tube) if p else None,
+                "tIoU_pred": ps["tIoU"],
+                "vIoU_pred": ps["vIoU"],
+                "tIoU_think": ts["tIoU"] if ts else None,
+                "vIoU_think": ts["vIoU"] if ts else None,
+                "gt_area_ratio": gt_area_ratio(s),
+                "tags": _tags(s),
+                "latency_s": p.latency_s if p else None,
+                "generated_tokens": p.generated_tokens if p else None,
+            }
+        )
+    return EvalReport(metrics=metrics, per_sample=rows, predictions=list(done))
+
+
+def _write_text(path: Path, text: str) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def write_report(report: EvalReport, out_dir: str | Path) -> Path:
+    """Write ``metrics.json`` and ``per_sample.jsonl`` into ``out_dir`` (each atomically); returns ``out_dir``."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    _write_text(out / METRICS_FILE, json.dumps(report.metrics, indent=2) + "\n")
+    _write_text(out / PER_SAMPLE_FILE, "".join(json.dumps(r) + "\n" for r in report.per_sample))
+    report.out_dir = out
+    return out
+
+
+def evaluate_model(
+    model_path: str | Path,
+    samples: Sequence[Sample],
+    out_dir: str | Path,
+    fmt: str = "paper",
+    *,
+    train_samples: Sequence[Sample] | None = None,
+    eval_frames: str = "all",
+    batch_size: int = 4,
+    max_new_tokens: int | None = None,
+    do_sample: bool = False,
+    temperature: float = 1.0,
+    backend: str = "hf",
+    resume: bool = True,
+    progress: bool = True,
+    device: str | None = None,
+    model: Any = None,
+    processor: Any = None,
+) -> EvalReport:
+    """Predict on ``samples`` with the checkpoint at ``model_path``, score, and write the three files.
+
+    ``model``/``processor``: an already loaded pair to use instead of loading ``model_path``
+    (which is then only recorded). ``backend="vllm"`` hands ``model_path`` to vLLM.
+    ``train_samples``: when given, the trivial baselines are scored too. Other arguments go to
+    :func:`stvg_lab.infer.predict`. With ``resume``, samples already in
+    ``out_dir/predictions.jsonl`` are not asked again.
+    """
+    if eval_frames not in EVAL_FRAMES:
+        raise ValueError(f"eval_frames must be one of {EVAL_FRAMES}, got {eval_frames!r}")
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    if model is None:
+        if backend == "hf":
+            from stvg_lab.model import load_model
+
+            model, processor = load_model(model_path, device=device)
+        else:
+            model = str(model_path)
+    predictions = predict(
+        model, processor, samples, fmt=fmt, batch_size=batch_size, max_new_tokens=max_new_tokens,
+        do_sample=do_sample, temperature=temperature, out_path=out / PREDICTIONS_FILE, resume=resume,
+        backend=backend, progress=progress,
+    )
+    settings = {
+        "model": str(model_path), "backend": backend, "batch_size": batch_size, "max_new_tokens": max_new_tokens,
+        "do_sample": do_sample, "temperature": temperature if do_sample else None,
+    }
+    report = score_predictions(predictions, samples, fmt, eval_frames, train_samples, settings)
+    write_report(report, out)
+    pred = report.metrics["pred"]
+    logger.info(
+        "%s on %d samples: m_tIoU %.1f, m_vIoU %.1f, vIoU@0.3 %.1f, vIoU@0.5 %.1f; %.0f%% unparsed; results in %s",
+        model_path, report.metrics["n"], *(100 * pred[k] for k in METRIC_KEYS), 100 * report.metrics["parse_failure_rate"], out,
+    )
+    return report
+
+
+def _row(name: str, scores: Mapping[str, Any]) -> str:
+    return f"| {name} | " + " | ".join(f"{100 * scores[k]:.1f}" for k in METRIC_KEYS) + " |"
+
+
+def metrics_table(metrics: Mapping[str, Any]) -> str:
+    """A markdown table of ``metrics`` (as in ``metrics.json``): rows think, pred, per-qtype, baselines; values in %."""
+    lines = ["| tube | " + " | ".join(METRIC_KEYS) + " |", "|---|" + "---:|" * len(METRIC_KEYS)]
+    for tube in ("think", "pred"):
+        if metrics.get(tube):
+            lines.append(_row(tube, metrics[tube]))
+    for tube, groups in (metrics.get("by_group") or {}).items():
+        for group, scores in (groups or {}).items():
+            if group != "all":
+                lines.append(_row(f"{tube} ({group})", scores))
+    for name, scores in (metrics.get("baselines") or {}).items():
+        lines.append(_row(f"baseline: {name}", scores))
+    n, rate = metrics.get("n"), metrics.get("parse_failure_rate")
+    footer = f"\n\n{n} samples, {metrics.get('format')} format, vIoU on {metrics.get('eval_frames')} frames"
+    if rate is not None:
+        footer += f"; {100 * rate:.1f}% of answers did not parse (scored 0)"
+    return "\n".join(lines) + footer + "."
+
+
+def load_split(data_dir: str | Path, split: str) -> list[Sample]:
+    """The samples of ``split`` from a dataset folder laid out as in ``data/README.md``.
+
+    Recognised by what the folder holds: ``dataset.json`` (synthetic), ``anno_v2/`` (HC-STVG v2,
+    ``{split}_v2.json``), ``anno/`` (HC-STVG v1, ``{split}.json``) or ``annotations/`` + ``vidor/``
+    (VidSTG, ``{split}_annotations.json``); videos under ``videos/``.
+    """
+    root = Path(data_dir)
+    if not root.is_dir():
+        raise FileNotFoundError(f"data folder {root} not found; see data/README.md for the layouts")
+    if (root / "dataset.json").is_file():
+        from stvg_lab.data.synth import load_synthetic
+
+        return load_synthetic(root, split)
+    from stvg_lab.data import load_hcstvg, load_vidstg
+
+    candidates = [
+        (root / "anno_v2" / f"{split}_v2.json", lambda p: load_hcstvg(p, video_dir=root / "videos", version=2)),
+        (root / "anno" / f"{split}.json", lambda p: load_hcstvg(p, video_dir=root / "videos", version=1)),
+        (root / "annotations" / f"{split}_annotations.json", lambda p: load_vidstg(p, root / "vidor", video_dir=root / "videos")),
+    ]
+    for path, load in candidates:
+        if path.is_file():
+            return list(load(path))
+    tried = ", ".join(str(p) for p, _ in candidates)
+    hint = " (HC-STVG v2's test split has no ground truth; evaluate on val)" if split == "test" and (root / "anno_v2").is_dir() else ""
+    raise FileNotFoundError(f"no annotations for split {split!r} in {root}: tried dataset.json, {tried}{hint}")
+
+
+def evaluate_command(
+    model: str | Path,
+    data: str | Path,
+    split: str = "test",
+    out: str | Path = "runs/eval",
+    fmt: str = "paper",
+    backend: str = "hf",
+    max_samples: int | None = None,
+    batch_size: int = 4,
+    max_new_tokens: int | None = None,
+    eval_frames: str = "all",
+    train_split: str | None = "train",
+    device: str | None = None,
+    resume: bool = True,
+) -> EvalReport:
+    """``stvg-lab evaluate``: load ``split`` of ``data`` (:func:`load_split`), evaluate ``model``, write ``out``.
+
+    ``max_samples`` keeps the first N samples. ``train_split`` (None to skip) feeds the
+    baselines; a dataset without it just has no baseline rows. Returns the report; print
+    ``report.markdown()``.
+    """
+    samples = load_split(data, split)
+    if max_samples is not None:
+        samples = samples[: int(max_samples)]
+    train = None
+    if train_split:
+        try:
+            train = load_split(data, train_split)
+        except FileNotFoundError:
+            logger.info("no %r split in %s: baselines are not scored", train_split, data)
+    return evaluate_model(
+        model, samples, out, fmt, train_samples=train, eval_frames=eval_frames, batch_size=batch_size,
+        max_new_tokens=max_new_tokens, backend=backend, resume=resume, device=device,
+    )
