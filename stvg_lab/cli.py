@@ -2,6 +2,9 @@
 
     stvg-lab demo                     # the main job: the whole recipe on the synthetic default
     stvg-lab data synth --out data/synthetic --n-train 300 --seed 0
+    stvg-lab train sft --recipe tiny_cpu --out runs/sft
+    stvg-lab train grpo --recipe tiny_cpu --init-from runs/sft/final --out runs/grpo
+    stvg-lab evaluate --model runs/grpo/final --data data/synthetic --split test --out runs/eval
 
 Each sub-command is a thin shell over a function of the package, so notebooks call the same
 code. Heavy imports (torch, transformers) happen inside the command that needs them.
@@ -35,12 +38,58 @@ def _data_synth(args: argparse.Namespace) -> int:
     return 0
 
 
+def _evaluate(args: argparse.Namespace) -> int:
+    from stvg_lab.evaluate import evaluate_command
+
+    report = evaluate_command(
+        args.model,
+        args.data,
+        split=args.split,
+        out=args.out,
+        fmt=args.format,
+        backend=args.backend,
+        max_samples=args.max_samples,
+        batch_size=args.batch_size,
+        max_new_tokens=args.max_new_tokens,
+        eval_frames=args.eval_frames,
+        train_split=None if args.train_split.lower() == "none" else args.train_split,
+        device=args.device,
+        resume=not args.no_resume,
+    )
+    print(report.markdown())
+    return 0
+
+
+def _train_sft(args: argparse.Namespace) -> int:
+    from stvg_lab.train.sft import sft_command
+
+    return sft_command(args)
+
+
+def _train_grpo(args: argparse.Namespace) -> int:
+    from stvg_lab.train.grpo import grpo_command
+
+    return grpo_command(args)
+
+
 def _demo(args: argparse.Namespace) -> int:
     from stvg_lab.pipeline import DemoConfig, run_demo
 
     report = run_demo(DemoConfig(out_dir=Path(args.out), data_dir=Path(args.data), quick=args.quick, seed=args.seed))
     print(report.read_text() if report.suffix == ".md" else f"report: {report}")
     return 0
+
+
+def _add_train_parser(sub: argparse._SubParsersAction, name: str, help_text: str, func: Command) -> None:
+    # The option sets live beside the trainers (stvg_lab.train.sft / .grpo), imported only when
+    # building the parser for that command would be too slow, so import them here lazily.
+    parser = sub.add_parser(name, help=help_text)
+    if name == "sft":
+        from stvg_lab.train.sft import add_sft_arguments as add
+    else:
+        from stvg_lab.train.grpo import add_grpo_arguments as add
+    add(parser)
+    parser.set_defaults(func=func)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -54,6 +103,26 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--seed", type=int, default=0)
     demo.add_argument("--quick", action="store_true", help="tiny sizes, for a smoke run")
     demo.set_defaults(func=_demo)
+
+    ev = sub.add_parser("evaluate", help="predict with a checkpoint and score with TubeDETR's metrics")
+    ev.add_argument("--model", required=True, help="checkpoint directory (never downloaded)")
+    ev.add_argument("--data", default="data/synthetic", help="dataset folder (layouts in data/README.md)")
+    ev.add_argument("--split", default="test")
+    ev.add_argument("--out", default="runs/eval")
+    ev.add_argument("--format", default="paper", help="answer format: paper, compact, no_think, compact_no_think")
+    ev.add_argument("--backend", default="hf", choices=["hf", "vllm"])
+    ev.add_argument("--max-samples", type=int, default=None)
+    ev.add_argument("--batch-size", type=int, default=4, help="1 gives Table 9's per-sample latency")
+    ev.add_argument("--max-new-tokens", type=int, default=None, help="default: the longest valid answer")
+    ev.add_argument("--eval-frames", default="all", choices=["all", "tubedetr"])
+    ev.add_argument("--train-split", default="train", help="split for the trivial baselines ('none' to skip)")
+    ev.add_argument("--device", default=None)
+    ev.add_argument("--no-resume", action="store_true", help="ask every sample again")
+    ev.set_defaults(func=_evaluate)
+
+    train = sub.add_parser("train", help="SFT and GRPO").add_subparsers(dest="train_command", required=True)
+    _add_train_parser(train, "sft", "supervised fine-tuning on the serialized answers", _train_sft)
+    _add_train_parser(train, "grpo", "GRPO with the five STVG-o1 rewards (TRL)", _train_grpo)
 
     data = sub.add_parser("data", help="datasets").add_subparsers(dest="data_command", required=True)
     synth = data.add_parser("synth", help="generate the synthetic STVG benchmark")
@@ -75,7 +144,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     try:
         return args.func(args)
-    except (FileNotFoundError, FileExistsError, ValueError) as e:
+    except (FileNotFoundError, FileExistsError, ValueError, ImportError) as e:
         # Bad input (a file, a row, a field): one clear line, no traceback.
         print(f"stvg-lab: error: {e}", file=sys.stderr)
         return 2
