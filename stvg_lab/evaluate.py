@@ -38,6 +38,7 @@ import numpy as np
 
 from stvg_lab.answer import get_format
 from stvg_lab.baselines import baseline_predictions
+from stvg_lab.data.layout import load_split
 from stvg_lab.data.sample import Sample
 from stvg_lab.infer import Prediction, predict
 from stvg_lab.metrics import evaluate, evaluate_by_group, tubedetr_sampled_frames
@@ -284,35 +285,6 @@ def metrics_table(metrics: Mapping[str, Any]) -> str:
     return "\n".join(lines) + footer + "."
 
 
-def load_split(data_dir: str | Path, split: str) -> list[Sample]:
-    """The samples of ``split`` from a dataset folder laid out as in ``data/README.md``.
-
-    Recognised by what the folder holds: ``dataset.json`` (synthetic), ``anno_v2/`` (HC-STVG v2,
-    ``{split}_v2.json``), ``anno/`` (HC-STVG v1, ``{split}.json``) or ``annotations/`` + ``vidor/``
-    (VidSTG, ``{split}_annotations.json``); videos under ``videos/``.
-    """
-    root = Path(data_dir)
-    if not root.is_dir():
-        raise FileNotFoundError(f"data folder {root} not found; see data/README.md for the layouts")
-    if (root / "dataset.json").is_file():
-        from stvg_lab.data.synth import load_synthetic
-
-        return load_synthetic(root, split)
-    from stvg_lab.data import load_hcstvg, load_vidstg
-
-    candidates = [
-        (root / "anno_v2" / f"{split}_v2.json", lambda p: load_hcstvg(p, video_dir=root / "videos", version=2)),
-        (root / "anno" / f"{split}.json", lambda p: load_hcstvg(p, video_dir=root / "videos", version=1)),
-        (root / "annotations" / f"{split}_annotations.json", lambda p: load_vidstg(p, root / "vidor", video_dir=root / "videos")),
-    ]
-    for path, load in candidates:
-        if path.is_file():
-            return list(load(path))
-    tried = ", ".join(str(p) for p, _ in candidates)
-    hint = " (HC-STVG v2's test split has no ground truth; evaluate on val)" if split == "test" and (root / "anno_v2").is_dir() else ""
-    raise FileNotFoundError(f"no annotations for split {split!r} in {root}: tried dataset.json, {tried}{hint}")
-
-
 def evaluate_command(
     model: str | Path,
     data: str | Path,
@@ -328,7 +300,7 @@ def evaluate_command(
     device: str | None = None,
     resume: bool = True,
 ) -> EvalReport:
-    """``stvg-lab evaluate``: load ``split`` of ``data`` (:func:`load_split`), evaluate ``model``, write ``out``.
+    """``stvg-lab evaluate``: load ``split`` of ``data`` (:func:`stvg_lab.data.layout.load_split`), evaluate ``model``, write ``out``.
 
     ``max_samples`` keeps the first N samples. ``train_split`` (None to skip) feeds the
     baselines; a dataset without it just has no baseline rows. Returns the report; print
@@ -341,8 +313,8 @@ def evaluate_command(
     if train_split:
         try:
             train = load_split(data, train_split)
-        except FileNotFoundError:
-            logger.info("no %r split in %s: baselines are not scored", train_split, data)
+        except (FileNotFoundError, ValueError) as e:
+            logger.info("no %r split in %s (%s): baselines are not scored", train_split, data, e)
     return evaluate_model(
         model, samples, out, fmt, train_samples=train, eval_frames=eval_frames, batch_size=batch_size,
         max_new_tokens=max_new_tokens, backend=backend, resume=resume, device=device,

@@ -341,7 +341,7 @@ def test_gt_area_ratio():
 def test_load_split_and_command(tiny, synth, tmp_path, monkeypatch):
     path, model, processor = tiny
     assert [s.id for s in load_split(synth, "test")] == [s.id for s in load_synthetic(synth, "test")]
-    with pytest.raises(FileNotFoundError, match="no annotations for split"):
+    with pytest.raises(FileNotFoundError, match="none of the known layouts"):
         load_split(tmp_path, "test")
     report = evaluate_command(path, synth, "test", tmp_path / "eval", max_samples=2, max_new_tokens=4)
     assert report.metrics["n"] == 2 and report.metrics["baselines"]
