@@ -26,8 +26,10 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)
 	$(BIN)/stvg-lab demo
 
+# One torch thread: the tests run model forwards beside notebook kernels and a browser on 2
+# cores, where two threads per process oversubscribe the CPU (a training step measured 10x slower).
 test: $(STAMP)
-	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest $(PYTEST_ARGS)
+	HF_HUB_OFFLINE=1 OMP_NUM_THREADS=1 $(BIN)/python -m pytest $(PYTEST_ARGS)
 
 clean-venv:
 	rm -rf $(VENV)
