@@ -1,0 +1,397 @@
+"""Training recipes: every knob of an SFT or GRPO run in one dataclass, read from YAML and saved with the run.
+
+Two recipes ship in ``stvg_lab/recipes/``:
+
+* ``paper.yaml``: the paper's §4 values (AdamW, lr 1e-6, weight decay 1e-2, global batch 128
+  through gradient accumulation, 8 rollouts, λk = 0.5, 2 fps, longer side ≤ 336) for
+  Qwen2.5-VL-7B on a GPU, plus our documented choices where the paper gives no value (β and ε
+  of Eq. 12, the sampling temperature, the completion length, the SFT think target). Each value
+  carries a comment saying which.
+* ``tiny_cpu.yaml``: what the randomly initialised stand-in (``stvg_lab.model.build_tiny_model``)
+  needs on two CPU cores: a higher learning rate, a small batch, a few hundred steps.
+
+:func:`load_recipe` reads one by name or path and applies overrides; an unknown key, in the file
+or among the overrides, raises ``ValueError`` naming the key and where it came from. Values are
+checked against the field types (``1e-6`` is a string to PyYAML and is read as a float here).
+:meth:`Recipe.save` writes the complete recipe (every field, defaults included) as YAML: each
+run writes it into its run directory before training, so a run always records what it used.
+
+Batch sizes. The global batch is ``per_device_batch_size × gradient_accumulation_steps ×
+world_size``. When ``global_batch_size`` is set (``paper.yaml``: 128) it is the fixed quantity:
+:meth:`Recipe.accumulation_steps` derives the accumulation for the actual number of processes
+("achieved via gradient accumulation when necessary", §4), and ``gradient_accumulation_steps``
+records the single-process value. The unit is TRL's: sequences per optimizer step, i.e. samples
+for SFT and completions for GRPO (128 completions = 16 prompts × 8 rollouts). The paper does not
+say whether its 128 counts prompts or responses; this reading keeps one optimizer step at 128
+sequences in both stages.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import typing
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any, Iterable, Mapping
+
+import yaml
+
+logger = logging.getLogger(__name__)
+
+RECIPES_DIR = Path(__file__).resolve().parent.parent / "recipes"
+DATASETS: tuple[str, ...] = ("synthetic", "hcstvg-v1", "hcstvg-v2", "vidstg")
+THINK_TARGETS: tuple[str, ...] = ("grid", "same")
+"""SFT ``<think_bbox>`` targets (``stvg_lab.train.dataset.sft_target``): ``grid`` = the ground-truth
+box snapped outward to the 28-px grid of merged vision tokens; ``same`` = the ground-truth box.
+A format without ``<think_bbox>`` (``answer_format: no_think``, Table 5) ignores the field."""
+REWARD_VARIANTS: tuple[str, ...] = ("full", "no_think_reward", "giou_only", "l1_only", "overlap_penalty", "no_think_bbox")
+VLLM_MODES: tuple[str, ...] = ("colocate", "server")
+PRECISIONS: tuple[str, ...] = ("auto", "bf16", "fp32")
+
+
+@dataclass
+class Recipe:
+    """One training run's configuration (SFT and GRPO read the same object).
+
+    Defaults are the paper's values where §4 gives one; see ``recipes/paper.yaml`` for the
+    source of each. Field groups: run and data; model input; SFT target; optimisation; GRPO
+    (Eq. 11-12); LoRA.
+    """
+
+    # run and data
+    name: str = "paper"
+    model: str = "tiny"  # checkpoint dir or hub id in the local cache; "tiny" = build the CPU stand-in
+    tiny_model: dict = field(default_factory=dict)  # build_tiny_model kwargs when model == "tiny" (vocab, seed, size knobs)
+    init_from: str = "base"  # GRPO: "base" (= model) or the path of an SFT checkpoint
+    data: str = "data/synthetic"  # dataset root (layouts in stvg_lab.train.dataset)
+    dataset: str = "synthetic"
+    train_split: str = "train"
+    eval_split: str = "val"
+    max_train_samples: int | None = None  # first N training samples (None = all)
+    output_dir: str = "runs/run"
+    seed: int = 0
+
+    # model input (§4)
+    fps: float = 2.0
+    max_side: int = 336
+    answer_format: str = "paper"
+    system_prompt: str | None = None
+    clip_cache_items: int | None = None  # decoded clips kept in memory (None = all)
+
+    # SFT target
+    think_target: str = "grid"
+    max_length: int | None = None  # SFT sequence cap in tokens; None = never truncate (a cut would lose the answer)
+
+    # optimisation (§4: AdamW)
+    learning_rate: float = 1e-6
+    weight_decay: float = 0.01
+    optim: str = "adamw_torch"
+    per_device_batch_size: int = 8
+    gradient_accumulation_steps: int = 16
+    global_batch_size: int | None = 128
+    max_steps: int = -1  # > 0 overrides num_train_epochs
+    num_train_epochs: float = 1.0
+    warmup_ratio: float = 0.0
+    lr_scheduler_type: str = "constant"
+    max_grad_norm: float = 1.0
+    precision: str = "auto"  # auto: bf16 on CUDA, fp32 on CPU
+    gradient_checkpointing: bool = True  # GPU only; always off on CPU
+    save_steps: int = 100
+    save_total_limit: int | None = None
+    logging_steps: int = 1
+    dataloader_num_workers: int = 0
+    report_to: list = field(default_factory=list)
+    torch_threads: int | None = None  # torch.set_num_threads before training; None = torch's default
+
+    # GRPO (§3.3, Eq. 11-12)
+    num_generations: int = 8
+    beta: float = 0.04
+    epsilon: float = 0.2
+    temperature: float = 1.0
+    max_completion_length: int = 2048
+    num_iterations: int = 1
+    loss_type: str = "grpo"
+    scale_rewards: str = "group"
+    lambda_k: float = 0.5
+    reward_variant: str = "full"
+    use_vllm: bool = False
+    vllm_mode: str = "colocate"
+    vllm_gpu_memory_utilization: float = 0.3
+    log_completions: bool = False
+
+    # LoRA (peft)
+    lora: bool = False
+    lora_r: int = 16
+    lora_alpha: int = 32
+    lora_dropout: float = 0.05
+    lora_target_modules: list = field(default_factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj"])
+
+    def __post_init__(self) -> None:
+        self.validate()
+
+    def validate(self, where: str = "recipe") -> None:
+        """Raise ValueError naming the field when a value is out of its allowed set or range."""
+        from stvg_lab.answer import FORMATS
+
+        def bad(name: str, why: str) -> ValueError:
+            return ValueError(f"{where}: field {name!r} = {getattr(self, name)!r} {why}")
+
+        choices = {
+            "dataset": DATASETS,
+            "answer_format": tuple(FORMATS),
+            "think_target": THINK_TARGETS,
+            "reward_variant": REWARD_VARIANTS,
+            "vllm_mode": VLLM_MODES,
+            "precision": PRECISIONS,
+        }
+        for name, allowed in choices.items():
+            if getattr(self, name) not in allowed:
+                raise bad(name, f"is not one of {list(allowed)}")
+        if self.torch_threads is not None and self.torch_threads < 1:
+            raise bad("torch_threads", "must be at least 1 or null")
+        for name in ("per_device_batch_size", "gradient_accumulation_steps", "num_generations", "save_steps",
+                     "logging_steps", "max_completion_length", "num_iterations", "lora_r"):
+            if getattr(self, name) < 1:
+                raise bad(name, "must be at least 1")
+        for name in ("learning_rate", "fps", "max_side", "temperature"):
+            if not getattr(self, name) > 0:
+                raise bad(name, "must be positive")
+        for name in ("weight_decay", "beta", "epsilon", "lambda_k", "max_grad_norm", "lora_dropout"):
+            if getattr(self, name) < 0:
+                raise bad(name, "must be >= 0")
+        if not 0 <= self.warmup_ratio < 1:
+            raise bad("warmup_ratio", "must be in [0, 1)")
+        if self.max_steps == 0 or self.max_steps < -1:
+            raise bad("max_steps", "must be -1 (use num_train_epochs) or positive")
+        if self.global_batch_size is not None and self.global_batch_size % self.per_device_batch_size:
+            raise bad("global_batch_size", f"is not a multiple of per_device_batch_size={self.per_device_batch_size}")
+
+    def accumulation_steps(self, world_size: int = 1) -> int:
+        """Gradient accumulation for ``world_size`` processes.
+
+        With ``global_batch_size`` set: ``global / (per_device × world_size)``, which must be a
+        whole number; otherwise ``gradient_accumulation_steps`` as given.
+        """
+        if self.global_batch_size is None:
+            return self.gradient_accumulation_steps
+        per_step = self.per_device_batch_size * world_size
+        if self.global_batch_size % per_step:
+            raise ValueError(
+                f"recipe {self.name!r}: global_batch_size={self.global_batch_size} is not a multiple of "
+                f"per_device_batch_size × world_size = {self.per_device_batch_size} × {world_size}; "
+                "change per_device_batch_size or the number of processes"
+            )
+        return self.global_batch_size // per_step
+
+    def effective_global_batch(self, world_size: int = 1) -> int:
+        """Sequences per optimizer step: ``per_device_batch_size × accumulation × world_size``."""
+        return self.per_device_batch_size * self.accumulation_steps(world_size) * world_size
+
+    def to_dict(self) -> dict[str, Any]:
+        """Every field as plain Python values (lists copied), in declaration order."""
+        return dataclasses.asdict(self)
+
+    def save(self, path: str | Path) -> Path:
+        """Write the complete recipe as YAML (every field, defaults included) and return the path."""
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        header = f"# stvg-lab recipe {self.name!r}: every field as the run used it (stvg_lab.train.recipe.Recipe)\n"
+        path.write_text(header + yaml.safe_dump(self.to_dict(), sort_keys=False, allow_unicode=True), encoding="utf-8")
+        return path
+
+    def replace(self, **overrides: Any) -> "Recipe":
+        """A copy with ``overrides`` applied (checked like :func:`load_recipe`'s)."""
+        values = self.to_dict()
+        values.update(_checked(overrides, "overrides"))
+        return Recipe(**values)
+
+    def training_kwargs(self, cuda: bool | None = None, world_size: int = 1) -> dict[str, Any]:
+        """Keyword arguments shared by TRL's ``SFTConfig`` and ``GRPOConfig``.
+
+        CPU (``cuda=False``, or no CUDA device when None): ``use_cpu``, fp32 (``bf16=False``),
+        no activation checkpointing, and the recipe's learning rate passed explicitly (TRL's
+        defaults assume a GPU: bf16, checkpointing on). GPU: bf16 unless ``precision: fp32``.
+        ``remove_unused_columns=False`` because our datasets attach their frames with
+        ``Dataset.with_transform`` (``docs/trl_video_notes.md``).
+        """
+        if cuda is None:
+            import torch
+
+            cuda = torch.cuda.is_available()
+        bf16 = cuda and self.precision in ("auto", "bf16")
+        if self.precision == "bf16" and not cuda:
+            raise ValueError(f"recipe {self.name!r}: precision 'bf16' needs a CUDA device; use 'auto' or 'fp32' on CPU")
+        return dict(
+            output_dir=str(self.output_dir),
+            seed=self.seed,
+            learning_rate=float(self.learning_rate),
+            weight_decay=float(self.weight_decay),
+            optim=self.optim,
+            per_device_train_batch_size=self.per_device_batch_size,
+            gradient_accumulation_steps=self.accumulation_steps(world_size),
+            max_steps=self.max_steps,
+            num_train_epochs=float(self.num_train_epochs),
+            warmup_steps=float(self.warmup_ratio),  # transformers 5: a value < 1 is a ratio of the total steps
+            lr_scheduler_type=self.lr_scheduler_type,
+            max_grad_norm=float(self.max_grad_norm),
+            logging_steps=self.logging_steps,
+            save_strategy="steps",
+            save_steps=self.save_steps,
+            save_total_limit=self.save_total_limit,
+            dataloader_num_workers=self.dataloader_num_workers,
+            report_to=list(self.report_to) or "none",
+            use_cpu=not cuda,
+            bf16=bf16,
+            activation_checkpointing=bool(cuda and self.gradient_checkpointing),
+            remove_unused_columns=False,
+        )
+
+    def apply_torch_threads(self) -> None:
+        """``torch.set_num_threads(torch_threads)`` when set (both trainers call it before building the model).
+
+        On a shared 2-core machine torch's default (one thread per core) oversubscribes the cores:
+        the tiny SFT step at batch 4 took ~6 s with 2 threads beside other jobs and 0.56 s with 1.
+        """
+        if self.torch_threads is not None:
+            import torch
+
+            torch.set_num_threads(self.torch_threads)
+
+    def lora_config(self):
+        """A ``peft.LoraConfig`` for this recipe, or None when ``lora`` is off."""
+        if not self.lora:
+            return None
+        from peft import LoraConfig
+
+        return LoraConfig(
+            r=self.lora_r,
+            lora_alpha=self.lora_alpha,
+            lora_dropout=self.lora_dropout,
+            target_modules=list(self.lora_target_modules),
+            task_type="CAUSAL_LM",
+        )
+
+
+def recipe_names() -> list[str]:
+    """Names of the recipes shipped in ``stvg_lab/recipes/``."""
+    return sorted(p.stem for p in RECIPES_DIR.glob("*.yaml"))
+
+
+def recipe_path(name_or_path: str | Path) -> Path:
+    """The YAML file of a recipe name (``paper``, ``tiny_cpu``) or an existing path."""
+    path = Path(name_or_path)
+    if path.is_file():
+        return path
+    shipped = RECIPES_DIR / f"{Path(str(name_or_path)).stem}.yaml"
+    if path.suffix in ("", ".yaml", ".yml") and path.parent == Path(".") and shipped.is_file():
+        return shipped
+    raise FileNotFoundError(f"recipe {str(name_or_path)!r} is neither a file nor one of the shipped recipes {recipe_names()}")
+
+
+_HINTS: dict[str, Any] | None = None
+
+
+def _field_types() -> dict[str, Any]:
+    global _HINTS
+    if _HINTS is None:
+        _HINTS = typing.get_type_hints(Recipe)
+    return _HINTS
+
+
+def _coerce(name: str, value: Any, where: str) -> Any:
+    """``value`` converted to field ``name``'s type, or ValueError naming the field and ``where``."""
+    hint = _field_types()[name]
+    args = typing.get_args(hint)
+    optional = type(None) in args
+    base = next((a for a in args if a is not type(None)), hint) if args else hint
+    if value is None:
+        if optional:
+            return None
+        raise ValueError(f"{where}: field {name!r} may not be null")
+    try:
+        if base is bool:
+            if isinstance(value, bool):
+                return value
+            if isinstance(value, str) and value.lower() in ("true", "false", "yes", "no", "1", "0"):
+                return value.lower() in ("true", "yes", "1")
+        elif base is int:
+            if isinstance(value, int) and not isinstance(value, bool):
+                return value
+            if isinstance(value, str):
+                return int(value)
+            if isinstance(value, float) and value.is_integer():
+                return int(value)
+        elif base is float:
+            if isinstance(value, (int, float)) and not isinstance(value, bool):
+                return float(value)
+            if isinstance(value, str):
+                return float(value)  # PyYAML reads "1e-6" (no dot) as a string
+        elif base is str:
+            if isinstance(value, (str, int, float)) and not isinstance(value, bool):
+                return str(value)
+        elif base is list:
+            if isinstance(value, (list, tuple)):
+                return list(value)
+            if isinstance(value, str):
+                return [v.strip() for v in value.split(",") if v.strip()]
+        elif base is dict:
+            if isinstance(value, Mapping):
+                return dict(value)
+    except ValueError:
+        pass
+    raise ValueError(f"{where}: field {name!r} expects {getattr(base, '__name__', base)}, got {value!r}")
+
+
+def _checked(values: Mapping[str, Any], where: str) -> dict[str, Any]:
+    known = {f.name for f in fields(Recipe)}
+    out = {}
+    for key, value in values.items():
+        if key not in known:
+            raise ValueError(f"{where}: unknown recipe key {key!r}; known keys: {sorted(known)}")
+        out[key] = _coerce(key, value, where)
+    return out
+
+
+def load_recipe(name_or_path: str | Path, **overrides: Any) -> Recipe:
+    """Read a recipe by shipped name (``"paper"``, ``"tiny_cpu"``) or YAML path, then apply ``overrides``.
+
+    Fields missing from the file take the :class:`Recipe` defaults. An unknown key raises
+    ValueError naming the key and the file (or ``overrides``); so does a value of the wrong
+    type or outside its allowed set.
+    """
+    path = recipe_path(name_or_path)
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as e:
+        raise ValueError(f"{path}: not valid YAML ({e})") from e
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, Mapping):
+        raise ValueError(f"{path}: a recipe must be a mapping of field: value, got {type(raw).__name__}")
+    values = _checked(raw, str(path))
+    values.update(_checked(overrides, f"overrides to {path}"))
+    values.setdefault("name", path.stem)
+    recipe = Recipe.__new__(Recipe)
+    for f in fields(Recipe):
+        default = f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default
+        setattr(recipe, f.name, values.get(f.name, default))
+    recipe.validate(where=f"{path}{' with overrides' if overrides else ''}")
+    return recipe
+
+
+def parse_overrides(items: Iterable[str]) -> dict[str, Any]:
+    """``["learning_rate=1e-5", "lora=true", "lora_target_modules=[q_proj,v_proj]"]`` -> a dict (values read as YAML).
+
+    For the CLI's ``--set key=value``; :func:`load_recipe` checks keys and types.
+    """
+    out: dict[str, Any] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise ValueError(f"--set expects key=value, got {item!r}")
+        try:
+            out[key.strip()] = yaml.safe_load(value) if value.strip() else None
+        except yaml.YAMLError:
+            out[key.strip()] = value
+    return out

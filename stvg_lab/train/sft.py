@@ -1,0 +1,261 @@
+"""The SFT baseline (Table 5, "SFT"): stock ``trl.SFTTrainer`` on video + query -> serialised answer.
+
+:func:`run_sft` trains one recipe (``stvg_lab.train.recipe``) and returns the final checkpoint
+directory, which ``stvg_lab.model.load_model`` reads like any Qwen2.5-VL checkpoint. The run
+directory (``recipe.output_dir``) holds::
+
+    recipe.yaml          the complete recipe, written before training starts
+    recipe.before-resume-<k>.yaml   the previous recipe, when a resume changed it
+    base/                the CPU stand-in (only when model == "tiny"; built once, reused on resume)
+    checkpoint-<step>/   every save_steps optimizer steps (model, optimizer, scheduler, RNG, trainer state)
+    log.jsonl, log.csv   one record per logging step (stvg_lab.train.logging)
+    final/               the trained model + processor + recipe.yaml (load_model(final))
+    adapter/             the LoRA adapter alone (only with lora: true)
+
+What the trainer sees (``docs/trl_video_notes.md``): the dataset of
+``stvg_lab.train.dataset.build_sft_dataset`` (``messages`` + empty ``images``, frames attached by
+``with_transform``), ``assistant_only_loss=True`` (loss on the answer and its ``<|im_end|>\\n``
+only), ``remove_unused_columns=False``. The SFT target, including what ``<think_bbox>`` holds
+(``think_target``), is documented in ``stvg_lab.train.dataset``. Device settings come from
+:meth:`Recipe.training_kwargs`: on CPU ``use_cpu``, ``bf16=False``, no activation checkpointing and
+the recipe's learning rate; on GPU bf16 weights and autocast, checkpointing per the recipe.
+
+LoRA (``lora: true``): peft wraps the language model's ``lora_target_modules``; at the end the
+adapter is saved alone to ``adapter/`` and *merged* into the weights saved in ``final/``, so
+``final/`` is a plain checkpoint that inference and GRPO's ``init_from`` load without peft.
+
+Resume: ``run_sft(recipe, resume=True)`` continues from the last ``checkpoint-*`` of the run
+directory (model, optimizer, scheduler, data order, RNG), up to the recipe's ``max_steps``, which
+may be larger than the first run's. Without ``resume`` an existing run directory that holds
+checkpoints or ``final/`` is refused rather than overwritten.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import logging
+import os
+import shutil
+from pathlib import Path
+from typing import Any, Sequence
+
+from stvg_lab.train.recipe import Recipe, load_recipe, parse_overrides
+
+logger = logging.getLogger(__name__)
+
+FINAL_DIR = "final"
+ADAPTER_DIR = "adapter"
+BASE_DIR = "base"
+RECIPE_FILE = "recipe.yaml"
+
+
+def world_size() -> int:
+    """Number of training processes (``WORLD_SIZE`` as set by ``accelerate launch`` / ``torchrun``; 1 otherwise)."""
+    return int(os.environ.get("WORLD_SIZE", "1"))
+
+
+def resolve_model_path(recipe: Recipe, run_dir: str | Path) -> Path:
+    """The checkpoint the run starts from: ``recipe.model``, or for ``"tiny"`` the stand-in in ``run_dir/base``.
+
+    The stand-in is built once with ``recipe.tiny_model`` (``build_tiny_model`` kwargs: ``vocab``,
+    ``seed``, size knobs) and reused when the run resumes.
+    """
+    if recipe.model != "tiny":
+        from stvg_lab.model import resolve_checkpoint
+
+        return resolve_checkpoint(recipe.model)
+    base = Path(run_dir) / BASE_DIR
+    if not (base / "config.json").is_file():
+        from stvg_lab.model import build_tiny_model
+
+        knobs = dict(recipe.tiny_model)
+        build_tiny_model(base, vocab=knobs.pop("vocab", "bpe"), seed=knobs.pop("seed", recipe.seed), **knobs)
+    return base
+
+
+def load_for_training(path: str | Path, cuda: bool):
+    """``(model, processor)`` for a trainer: loaded on CPU (the trainer moves it), bf16 + flash/sdpa on CUDA, fp32 on CPU.
+
+    Loading on CPU first matters with several processes: each would otherwise place a full
+    copy on ``cuda:0`` before the trainer moves it to its own device.
+    """
+    import torch
+
+    from stvg_lab.model import load_model
+
+    attn = "flash_attention_2" if cuda and importlib.util.find_spec("flash_attn") is not None else "sdpa"
+    return load_model(path, device="cpu", dtype=torch.bfloat16 if cuda else torch.float32, attn_implementation=attn)
+
+
+class FullCheckpointResume:
+    """Trainer mixin: on resume, read a full-model checkpoint through ``from_pretrained`` (Qwen2.5-VL's key mapping).
+
+    transformers 5.23's ``Trainer._load_from_checkpoint`` reads ``model.safetensors`` with a plain
+    ``load_state_dict(strict=False)``. ``save_pretrained`` writes Qwen2.5-VL's keys in the released
+    layout (``visual.*``, ``model.layers.*``) while the module's are ``model.visual.*`` and
+    ``model.language_model.*``: no key matches, every weight keeps its initial value, and only a
+    warning is logged (found by ``tests/test_sft.py``'s resume test). This mixin loads the
+    checkpoint with ``from_pretrained``, which applies the mapping, and copies it in with
+    ``strict=True``. LoRA adapters, FSDP and DeepSpeed checkpoints take the stock path. Use it
+    before the trainer class: ``class T(FullCheckpointResume, SFTTrainer)``; GRPO can do the same.
+    """
+
+    def _load_from_checkpoint(self, resume_from_checkpoint: str, model: Any = None) -> None:
+        from accelerate.utils import is_peft_model
+
+        model = self.model if model is None else model
+        path = Path(resume_from_checkpoint)
+        full = (path / "model.safetensors").is_file() or (path / "model.safetensors.index.json").is_file()
+        if not full or is_peft_model(model) or self.is_fsdp_enabled or self.is_deepspeed_enabled:
+            return super()._load_from_checkpoint(resume_from_checkpoint, model)
+        dtype = next(model.parameters()).dtype
+        loaded = type(model).from_pretrained(path, dtype=dtype)
+        model.load_state_dict(loaded.state_dict(), strict=True)
+        logger.info("resumed the model weights from %s", path)
+
+
+def _sft_trainer_class():
+    from trl import SFTTrainer
+
+    class ResumableSFTTrainer(FullCheckpointResume, SFTTrainer):
+        """``trl.SFTTrainer`` whose resume restores Qwen2.5-VL's weights (:class:`FullCheckpointResume`)."""
+
+    return ResumableSFTTrainer
+
+
+def save_run_recipe(recipe: Recipe, run_dir: str | Path) -> Path:
+    """Write ``run_dir/recipe.yaml``; an existing different one is kept as ``recipe.before-resume-<k>.yaml``."""
+    run_dir = Path(run_dir)
+    path = run_dir / RECIPE_FILE
+    if path.is_file():
+        old = load_recipe(path)
+        if old.to_dict() != recipe.to_dict():
+            changed = sorted(k for k, v in recipe.to_dict().items() if old.to_dict().get(k) != v)
+            k = 1
+            while (run_dir / f"recipe.before-resume-{k}.yaml").exists():
+                k += 1
+            path.rename(run_dir / f"recipe.before-resume-{k}.yaml")
+            logger.info("%s: recipe changed on resume (%s); previous kept as recipe.before-resume-%d.yaml", run_dir, ", ".join(changed), k)
+    return recipe.save(path)
+
+
+def sft_config(recipe: Recipe, cuda: bool | None = None):
+    """The ``trl.SFTConfig`` of ``recipe`` (:meth:`Recipe.training_kwargs` plus SFT's own settings)."""
+    from trl import SFTConfig
+
+    return SFTConfig(
+        **recipe.training_kwargs(cuda=cuda, world_size=world_size()),
+        assistant_only_loss=True,  # loss on the answer (+ <|im_end|>\n) only
+        max_length=recipe.max_length,
+        packing=False,  # TRL refuses packing for vision datasets
+    )
+
+
+def _existing_outputs(run_dir: Path) -> list[Path]:
+    return sorted(run_dir.glob("checkpoint-*")) + ([run_dir / FINAL_DIR] if (run_dir / FINAL_DIR).exists() else [])
+
+
+def run_sft(recipe: Recipe, resume: bool = False, callbacks: Sequence[Any] = ()) -> Path:
+    """Train ``recipe`` with ``trl.SFTTrainer`` and return ``<output_dir>/final`` (loadable by ``load_model``).
+
+    ``resume=True`` continues from the last checkpoint of ``output_dir`` (a fresh start, with a
+    warning, when there is none). ``callbacks`` are extra ``TrainerCallback``s (tests use one to
+    stop a run). Raises FileExistsError when ``output_dir`` already holds checkpoints or a final
+    model and ``resume`` is False.
+    """
+    import torch
+    from transformers.trainer_utils import get_last_checkpoint
+
+    from stvg_lab.train.dataset import ClipCache, build_sft_dataset, load_samples
+    from stvg_lab.train.logging import JsonlLogCallback
+
+    run_dir = Path(recipe.output_dir)
+    existing = _existing_outputs(run_dir) if run_dir.is_dir() else []
+    if existing and not resume:
+        raise FileExistsError(
+            f"{run_dir} already holds {', '.join(p.name for p in existing[:3])}; resume with resume=True "
+            "(CLI: --resume) or choose another output_dir"
+        )
+    checkpoint = get_last_checkpoint(str(run_dir)) if resume and run_dir.is_dir() else None
+    if resume and checkpoint is None:
+        logger.warning("%s: no checkpoint to resume from; starting from the first step", run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    if int(os.environ.get("RANK", "0")) == 0:  # one writer when several processes train
+        save_run_recipe(recipe, run_dir)
+
+    recipe.apply_torch_threads()
+    cuda = torch.cuda.is_available()
+    model_path = resolve_model_path(recipe, run_dir)
+    model, processor = load_for_training(model_path, cuda)
+    samples = load_samples(recipe, recipe.train_split)
+    dataset = build_sft_dataset(samples, recipe, ClipCache.from_recipe(recipe))
+    args = sft_config(recipe, cuda)
+    logger.info(
+        "SFT %s: %d samples, global batch %d (%d per device x %d accumulation x %d processes), lr %g, %s",
+        recipe.name, len(samples), args.per_device_train_batch_size * args.gradient_accumulation_steps * world_size(),
+        args.per_device_train_batch_size, args.gradient_accumulation_steps, world_size(), args.learning_rate,
+        "bf16 on CUDA" if args.bf16 else "fp32 on CPU" if not cuda else "fp32 on CUDA",
+    )
+    trainer = _sft_trainer_class()(
+        model=model,
+        args=args,
+        train_dataset=dataset,
+        processing_class=processor,
+        peft_config=recipe.lora_config(),
+        callbacks=[JsonlLogCallback(run_dir), *callbacks],
+    )
+    trainer.train(resume_from_checkpoint=checkpoint)
+    if trainer.state.global_step < trainer.state.max_steps and trainer.control.should_training_stop:
+        logger.warning("%s: training stopped at step %d of %d", run_dir, trainer.state.global_step, trainer.state.max_steps)
+    return save_final(trainer, recipe, run_dir)
+
+
+def save_final(trainer: Any, recipe: Recipe, run_dir: str | Path) -> Path:
+    """Save the trained model + processor + recipe to ``run_dir/final`` (LoRA: adapter to ``adapter/``, merged weights to ``final/``)."""
+    run_dir = Path(run_dir)
+    final = run_dir / FINAL_DIR
+    if not trainer.is_world_process_zero():
+        return final
+    if final.exists():
+        shutil.rmtree(final)
+    model = trainer.model
+    if recipe.lora:
+        model.save_pretrained(run_dir / ADAPTER_DIR)
+        model = model.merge_and_unload()
+    model.save_pretrained(final)
+    trainer.processing_class.save_pretrained(final)
+    recipe.save(final / RECIPE_FILE)
+    logger.info("SFT model saved to %s", final)
+    return final
+
+
+def add_sft_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    """The ``stvg-lab train sft`` options: ``--recipe``, ``--out``, ``--data``, ``--max-steps``, ``--set``, ``--resume``."""
+    parser.add_argument("--recipe", default="tiny_cpu", help="a shipped recipe name (paper, tiny_cpu) or a YAML path")
+    parser.add_argument("--out", default=None, help="run directory (default: the recipe's output_dir)")
+    parser.add_argument("--data", default=None, help="dataset root (default: the recipe's data)")
+    parser.add_argument("--max-steps", type=int, default=None, help="optimizer steps (overrides the recipe)")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                        help="override any recipe field, e.g. --set learning_rate=1e-4 --set lora=true (repeatable)")
+    parser.add_argument("--resume", action="store_true", help="continue from the last checkpoint in --out")
+    return parser
+
+
+def recipe_from_args(args: argparse.Namespace) -> Recipe:
+    """The recipe named by CLI ``args`` with ``--set``, ``--out``, ``--data`` and ``--max-steps`` applied."""
+    overrides = parse_overrides(args.set or [])
+    if args.out is not None:
+        overrides["output_dir"] = args.out
+    if args.data is not None:
+        overrides["data"] = args.data
+    if args.max_steps is not None:
+        overrides["max_steps"] = args.max_steps
+    return load_recipe(args.recipe, **overrides)
+
+
+def sft_command(args: argparse.Namespace) -> int:
+    """``stvg-lab train sft --recipe tiny_cpu --out runs/sft [--max-steps N] [--set key=value ...] [--resume]``."""
+    final = run_sft(recipe_from_args(args), resume=args.resume)
+    print(f"SFT model: {final}")
+    return 0

@@ -1,0 +1,405 @@
+"""SFT: think targets, training datasets, the per-step log, and short runs of the tiny model (train, resume, LoRA)."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import given
+from hypothesis import strategies as st
+from transformers import TrainerCallback
+
+from stvg_lab.answer import parse_answer
+from stvg_lab.data.sample import Sample
+from stvg_lab.data.synth import generate_synthetic
+from stvg_lab.rewards import score_completion
+from stvg_lab.train.dataset import (
+    ClipCache,
+    build_grpo_dataset,
+    build_sft_dataset,
+    clip_layout,
+    load_samples,
+    sft_target,
+    snap_box_to_grid,
+)
+from stvg_lab.train.logging import JsonlLogCallback, read_log
+from stvg_lab.train.recipe import load_recipe
+from stvg_lab.train.sft import run_sft
+from stvg_lab.video import reward_columns
+
+# ---------------------------------------------------------------- think target (no video needed)
+
+# (box, frame size (w, h), snapped): boxes are rounded as the answer writes them, then snapped outward to 28 px
+SNAP_CASES = [
+    ([30, 40, 70, 90], (224, 224), [28, 28, 84, 112]),  # interior: x1,y1 down, x2,y2 up to multiples of 28
+    ([28, 56, 84, 112], (224, 224), [28, 56, 84, 112]),  # already on the grid: unchanged
+    ([27.6, 0.4, 56.4, 55.5], (224, 224), [28, 0, 56, 56]),  # rounded first (27.6 -> 28, 55.5 -> 56), so 28 not 0
+    ([56, 56, 56, 56], (224, 224), [56, 56, 84, 84]),  # degenerate on a grid line: one cell to the right/below
+    ([224, 224, 224, 224], (224, 224), [196, 196, 224, 224]),  # degenerate at the far corner: the cell inside
+    ([300, 180, 336, 196], (336, 196), [280, 168, 336, 196]),  # touches the right/bottom edge of a 336x196 frame
+    ([0, 0, 1, 1], (224, 224), [0, 0, 28, 28]),  # a 1-px box still gets one cell
+]
+
+
+@pytest.mark.parametrize("box, size, snapped", SNAP_CASES)
+def test_snap_box_to_grid(box, size, snapped):
+    assert snap_box_to_grid(box, size) == snapped
+
+
+@given(
+    st.integers(0, 11).map(lambda k: 28 * (k + 1)),
+    st.integers(0, 11).map(lambda k: 28 * (k + 1)),
+    st.lists(st.floats(0, 336, allow_nan=False), min_size=4, max_size=4),
+)
+def test_snap_contains_the_written_box_and_stays_on_grid(w, h, coords):
+    x1, x2 = sorted(min(c, w) for c in coords[:2])
+    y1, y2 = sorted(min(c, h) for c in coords[2:])
+    sx1, sy1, sx2, sy2 = snap_box_to_grid([x1, y1, x2, y2], (w, h))
+    rx1, ry1, rx2, ry2 = (int(round(v)) for v in (x1, y1, x2, y2))
+    assert all(v % 28 == 0 for v in (sx1, sy1, sx2, sy2))  # frames are multiples of 28, so edges are too
+    assert 0 <= sx1 < sx2 <= w and 0 <= sy1 < sy2 <= h
+    assert sx1 <= rx1 and sy1 <= ry1 and sx2 >= min(rx2, w) and sy2 >= min(ry2, h)  # contains the written box
+    # outward by less than one cell per side, or one cell inside the frame for a degenerate side
+    for lo, hi, slo, shi in ((rx1, rx2, sx1, sx2), (ry1, ry2, sy1, sy2)):
+        assert (lo - slo < 28 and shi - hi < 28) or (hi - lo == 0 and shi - slo == 28)
+
+
+def _hand_sample() -> Sample:
+    # 4 fps, 8 frames: kept frames 0, 2, 4, 6 at 2 fps. 448x224 -> model frame 336x168 (scale 0.75).
+    # Tube on original frames 2..4: kept indices 1 (frame 2) and 2 (frame 4).
+    return Sample(
+        id="hand", video=None, query="the red ball", fps=4.0, num_frames=8, width=448, height=224,
+        tube={2: [40, 40, 120, 100], 3: [60, 40, 140, 100], 4: [80, 40, 160, 100]},
+    )
+
+
+# frame 2 -> [30,30,90,75], frame 4 -> [60,30,120,75] (x0.75); grid: [28,28,112,84], [56,28,140,84]
+PRED = "1. [30,30,90,75], 2. [60,30,120,75]"
+TARGET_CASES = [
+    ("paper", "grid", f"<time> 1 - 2 </time> <think_bbox> 1. [28,28,112,84], 2. [56,28,140,84] </think_bbox> <pred_bbox> {PRED} </pred_bbox>"),
+    ("paper", "same", f"<time> 1 - 2 </time> <think_bbox> {PRED} </think_bbox> <pred_bbox> {PRED} </pred_bbox>"),
+    ("no_think", "grid", f"<time> 1 - 2 </time> <pred_bbox> {PRED} </pred_bbox>"),  # Table 5's switch: think_target ignored
+    ("compact", "grid", "<time>1-2</time><think_bbox>[28,28,112,84][56,28,140,84]</think_bbox><pred_bbox>[30,30,90,75][60,30,120,75]</pred_bbox>"),
+]
+
+
+@pytest.mark.parametrize("fmt, think_target, expected", TARGET_CASES)
+def test_sft_target_serialisation(fmt, think_target, expected):
+    layout = clip_layout(_hand_sample(), fps=2.0, max_side=336)
+    assert layout.size == (336, 168) and layout.frame_numbers.tolist() == [0, 2, 4, 6]
+    text = sft_target(_hand_sample(), layout, fmt, think_target)
+    assert text == expected
+    assert parse_answer(text, fmt).consistent
+
+
+@pytest.mark.parametrize("think_target, think_reward_positive", [("grid", True), ("same", False)])
+def test_grid_think_target_gives_a_think_reward(think_target, think_reward_positive):
+    # The grid target is coarser than the pred list, so Eq. 9's R_k > 0 already for the SFT target
+    sample = _hand_sample()
+    layout = clip_layout(sample)
+    cols = reward_columns(sample, layout.frame_numbers, layout.size)
+    scores = score_completion(sft_target(sample, layout, "paper", think_target), **cols)
+    assert scores["format"] == 1 and scores["consistency"] == 1 and scores["temporal"] == 1
+    assert scores["spa_pred"] == pytest.approx(1.0, abs=0.02)  # integer rounding only
+    assert (scores["think"] > 0.1) is think_reward_positive
+
+
+# ---------------------------------------------------------------- datasets on a tiny synthetic set
+
+
+@pytest.fixture(scope="module")
+def synth_root(tmp_path_factory) -> Path:
+    return generate_synthetic(tmp_path_factory.mktemp("synth") / "data", 4, 2, 2, seed=0, progress=False, workers=1)
+
+
+def _recipe(root: Path, out: Path, **overrides):
+    settings = dict(data=str(root), output_dir=str(out), max_steps=4, save_steps=2, logging_steps=1,
+                    per_device_batch_size=2, warmup_ratio=0.0)
+    settings.update(overrides)
+    return load_recipe("tiny_cpu", **settings)
+
+
+def test_sft_dataset_rows(synth_root, tmp_path):
+    recipe = _recipe(synth_root, tmp_path)
+    samples = load_samples(recipe, "train")
+    cache = ClipCache.from_recipe(recipe)
+    ds = build_sft_dataset(samples, recipe, cache)
+    assert len(cache) == 0  # building decodes nothing
+    assert set(ds.column_names) == {"id", "messages", "images"}
+    row = ds[1]
+    user, assistant = row["messages"]
+    video, text = user["content"]
+    clip = cache.get(samples[1])
+    assert video["type"] == "video" and video["video"] is clip.frames  # the cached array, not a copy
+    assert video["video"].shape == (14, 224, 224, 3) and video["video"].dtype == np.uint8
+    assert set(text) == {"type", "text"}  # Arrow's None keys are stripped
+    assert "14 frames" in text["text"] and samples[1].query in text["text"]
+    assert assistant["content"][0]["text"] == sft_target(samples[1], clip, recipe.answer_format, recipe.think_target)
+    assert row["images"] == [] and row["id"] == samples[1].id
+    assert cache.misses == 1 and len(cache) == 1
+
+
+def test_grpo_dataset_rows(synth_root, tmp_path):
+    recipe = _recipe(synth_root, tmp_path, answer_format="no_think")
+    samples = load_samples(recipe, "train")
+    cache = ClipCache.from_recipe(recipe)
+    row = build_grpo_dataset(samples, recipe, cache)[0]
+    clip = cache.get(samples[0])
+    assert [m["role"] for m in row["prompt"]] == ["user"]  # no assistant turn
+    assert row["prompt"][0]["content"][0]["video"] is clip.frames
+    expected = reward_columns(samples[0], clip.frame_numbers, clip.size)
+    assert row["gt_span"] == expected["gt_span"] and row["frame_size"] == expected["frame_size"]
+    assert row["gt_tube"] == [[float(v) for v in r] for r in expected["gt_tube"]]
+    assert row["answer_format"] == "no_think" and row["id"] == samples[0].id
+    # the SFT target of the same sample scores full marks against these reward columns
+    target = sft_target(samples[0], clip, "no_think", "grid")
+    scores = score_completion(target, row["gt_span"], row["gt_tube"], row["frame_size"], row["answer_format"])
+    assert scores["format"] == scores["consistency"] == scores["temporal"] == 1.0
+
+
+@pytest.mark.slow  # a GRPO step with the tiny model (~5 s alone)
+def test_grpo_trainer_accepts_the_transformed_dataset(synth_root, tmp_path):
+    # TRL 1.16's GRPOTrainer indexes the dataset, so each row goes through the transform (frames attached),
+    # and every column but `prompt` reaches the reward functions
+    from trl import GRPOConfig
+
+    from stvg_lab.model import build_tiny_model, load_model
+    from stvg_lab.train.grpo_video import VideoGRPOTrainer
+
+    recipe = _recipe(synth_root, tmp_path / "grpo", max_steps=1)
+    seen = {}
+
+    def spy(completions, prompts, **columns):
+        seen.update(columns, video=prompts[0][0]["content"][0]["video"])
+        return [0.0] * len(completions)
+
+    model, processor = load_model(build_tiny_model(tmp_path / "base"), device="cpu")
+    args = GRPOConfig(**(recipe.training_kwargs(cuda=False) | {"save_strategy": "no"}),
+                      num_generations=2, max_completion_length=4, beta=0.0)
+    VideoGRPOTrainer(model=model, reward_funcs=spy, args=args, processing_class=processor,
+                     train_dataset=build_grpo_dataset(load_samples(recipe, "train"), recipe)).train()
+    assert {"gt_span", "gt_tube", "frame_size", "answer_format", "id"} <= set(seen)
+    assert isinstance(seen["video"], np.ndarray) and seen["video"].shape == (14, 224, 224, 3)
+
+
+def test_clip_cache_lru_and_recipe_check(synth_root, tmp_path):
+    recipe = _recipe(synth_root, tmp_path)
+    a, b = load_samples(recipe, "train")[:2]
+    cache = ClipCache(recipe.fps, recipe.max_side, max_items=1)
+    first = cache.get(a)
+    assert cache.get(a) is first and (cache.hits, cache.misses) == (1, 1)
+    cache.get(b)  # evicts a
+    assert a not in cache and b in cache and len(cache) == 1
+    layout = cache.layout(a)
+    assert layout.frame_numbers.tolist() == first.frame_numbers.tolist() and layout.size == first.size
+    with pytest.raises(ValueError, match="from_recipe"):
+        build_sft_dataset([a], recipe, ClipCache(fps=1.0))
+
+
+# (recipe overrides, split, error type, message fragment)
+LOAD_ERRORS = [
+    ({"data": "{tmp}/nothing"}, "train", FileNotFoundError, "stvg-lab data synth"),  # synthetic set not generated
+    ({"dataset": "hcstvg-v2", "data": "{tmp}"}, "train", FileNotFoundError, "train_v2.json"),  # real layout missing
+    ({"dataset": "hcstvg-v1", "data": "{tmp}"}, "val", ValueError, "splits"),  # v1 has no val split
+]
+
+
+@pytest.mark.parametrize("overrides, split, error, message", LOAD_ERRORS)
+def test_load_samples_errors(tmp_path, overrides, split, error, message):
+    recipe = load_recipe("tiny_cpu", **{k: v.format(tmp=tmp_path) for k, v in overrides.items()})
+    with pytest.raises(error, match=message):
+        load_samples(recipe, split)
+
+
+def test_load_samples_caps_training_samples(synth_root):
+    recipe = load_recipe("tiny_cpu", data=str(synth_root), max_train_samples=3)
+    assert len(load_samples(recipe, "train")) == 3 and len(load_samples(recipe, "val")) == 2  # cap is train-only
+
+
+def test_cli_arguments_become_recipe_overrides(tmp_path):
+    import argparse
+
+    from stvg_lab.train.sft import add_sft_arguments, recipe_from_args
+
+    parser = add_sft_arguments(argparse.ArgumentParser())
+    args = parser.parse_args(["--recipe", "tiny_cpu", "--out", str(tmp_path / "sft"), "--max-steps", "7",
+                              "--set", "learning_rate=1e-4", "--set", "answer_format=no_think"])
+    recipe = recipe_from_args(args)
+    assert (recipe.output_dir, recipe.max_steps, recipe.learning_rate) == (str(tmp_path / "sft"), 7, 1e-4)
+    assert recipe.answer_format == "no_think" and recipe.data == "data/synthetic" and not args.resume
+    with pytest.raises(ValueError, match="'learnig_rate'"):
+        recipe_from_args(parser.parse_args(["--set", "learnig_rate=1"]))
+
+
+# ---------------------------------------------------------------- the per-step log
+
+
+def _state(step, epoch=0.5, main=True):
+    return SimpleNamespace(global_step=step, epoch=epoch, is_world_process_zero=main)
+
+
+def test_log_callback_writes_jsonl_and_csv(tmp_path):
+    cb = JsonlLogCallback(tmp_path)
+    cb.on_train_begin(None, _state(0), None)
+    cb.on_log(None, _state(1), None, logs={"loss": torch.tensor(2.5), "learning_rate": 1e-3})
+    cb.on_log(None, _state(2), None, logs={"loss": float("nan"), "reward": np.float32(0.25)})  # new column, NaN kept
+    cb.on_log(None, _state(2, main=False), None, logs={"loss": 9.0})  # other processes write nothing
+    records = read_log(tmp_path)
+    assert [r["step"] for r in records] == [1, 2]
+    assert records[0]["loss"] == 2.5 and math.isnan(records[1]["loss"]) and records[1]["reward"] == 0.25
+    assert records[0]["elapsed"] >= 0 and records[0]["time"] > 1.7e9
+    header, *rows = (tmp_path / "log.csv").read_text().splitlines()
+    assert header == "step,epoch,time,elapsed,loss,learning_rate,reward" and len(rows) == 2
+
+
+def test_log_callback_drops_records_past_the_resumed_step(tmp_path):
+    (tmp_path / "log.jsonl").write_text("".join(json.dumps({"step": s, "loss": 1.0}) + "\n" for s in (1, 2, 3)))
+    cb = JsonlLogCallback(tmp_path)
+    cb.on_train_begin(None, _state(2), None)  # resumed from checkpoint-2: step 3 will be logged again
+    assert [r["step"] for r in read_log(tmp_path)] == [1, 2]
+
+
+def test_read_log_names_a_broken_line(tmp_path):
+    (tmp_path / "log.jsonl").write_text('{"step": 1}\n{"step": 2, "lo\n')
+    with pytest.raises(ValueError, match="line 2"):
+        read_log(tmp_path)
+    assert read_log(tmp_path / "missing") == []
+
+
+# ---------------------------------------------------------------- short SFT runs of the tiny model
+
+
+class _FirstBatchSpy(TrainerCallback):
+    """Keeps the kwargs of the model's first training forward."""
+
+    def __init__(self):
+        self.inputs = None
+
+    def on_train_begin(self, args, state, control, model=None, **kwargs):
+        def hook(module, hook_args, hook_kwargs):
+            if self.inputs is None and "labels" in hook_kwargs:
+                self.inputs = dict(hook_kwargs)
+
+        model.register_forward_pre_hook(hook, with_kwargs=True)
+
+
+class _Crash(Exception):
+    pass
+
+
+class _CrashAfterSave(TrainerCallback):
+    """Simulates a killed job: raises right after checkpoint-<step> is written."""
+
+    def __init__(self, step):
+        self.step = step
+
+    def on_save(self, args, state, control, **kwargs):
+        if state.global_step == self.step:
+            raise _Crash
+
+
+@pytest.fixture(scope="module")
+def full_run(synth_root, tmp_path_factory):
+    """4 optimizer steps, batch 2, checkpoints at steps 2 and 4."""
+    recipe = _recipe(synth_root, tmp_path_factory.mktemp("sft") / "run")
+    spy = _FirstBatchSpy()
+    final = run_sft(recipe, callbacks=[spy])
+    return SimpleNamespace(recipe=recipe, run=Path(recipe.output_dir), final=final, spy=spy)
+
+
+def test_run_logs_a_finite_loss_every_step(full_run):
+    steps = [r for r in read_log(full_run.run) if "loss" in r]
+    assert [r["step"] for r in steps] == [1, 2, 3, 4]
+    assert all(math.isfinite(r["loss"]) and r["loss"] > 0 for r in steps)
+    assert (full_run.run / "log.csv").read_text().startswith("step,epoch,time,elapsed")
+
+
+def test_run_records_its_recipe_and_checkpoints(full_run):
+    assert load_recipe(full_run.run / "recipe.yaml") == full_run.recipe
+    assert load_recipe(full_run.final / "recipe.yaml") == full_run.recipe
+    assert sorted(p.name for p in full_run.run.glob("checkpoint-*")) == ["checkpoint-2", "checkpoint-4"]
+    assert (full_run.run / "base" / "config.json").is_file()  # the stand-in was built into the run
+
+
+def test_labels_cover_exactly_the_answer(full_run):
+    from stvg_lab.model import load_model
+
+    tokenizer = load_model(full_run.final, device="cpu")[1].tokenizer
+    recipe = full_run.recipe
+    cache = ClipCache.from_recipe(recipe)
+    targets = {sft_target(s, cache.layout(s), recipe.answer_format, recipe.think_target) + "<|im_end|>\n"
+               for s in load_samples(recipe, "train")}
+    inputs = full_run.spy.inputs
+    assert {"pixel_values_videos", "video_grid_thw", "mm_token_type_ids"} <= set(inputs)
+    decoded = [tokenizer.decode(row[row != -100]) for row in inputs["labels"]]
+    assert len(decoded) == 2 and set(decoded) <= targets
+
+
+def test_final_checkpoint_loads_and_generates(full_run, synth_root):
+    from stvg_lab.model import build_model_inputs, generation_kwargs, load_model
+    from stvg_lab.task import prompt_text
+
+    model, processor = load_model(full_run.final, device="cpu")
+    sample = load_samples(full_run.recipe, "val")[0]
+    clip = ClipCache.from_recipe(full_run.recipe).get(sample)
+    inputs = build_model_inputs(processor, clip.frames, prompt_text(sample, clip, full_run.recipe.answer_format))
+    out = model.generate(**inputs, max_new_tokens=5, min_new_tokens=5, do_sample=False, **generation_kwargs(processor))
+    assert out.shape[1] == inputs["input_ids"].shape[1] + 5
+    assert isinstance(processor.tokenizer.decode(out[0, inputs["input_ids"].shape[1]:]), str)
+
+
+def test_existing_run_is_not_overwritten(full_run):
+    with pytest.raises(FileExistsError, match="resume"):
+        run_sft(full_run.recipe)
+
+
+def _weights(path: Path) -> dict[str, torch.Tensor]:
+    from safetensors.torch import load_file
+
+    return load_file(str(path / "model.safetensors"))
+
+
+def test_resume_after_a_crash_reaches_the_same_model(full_run, tmp_path):
+    recipe = full_run.recipe.replace(output_dir=str(tmp_path / "run"))
+    with pytest.raises(_Crash):
+        run_sft(recipe, callbacks=[_CrashAfterSave(2)])
+    assert [p.name for p in (tmp_path / "run").glob("checkpoint-*")] == ["checkpoint-2"]
+    final = run_sft(recipe, resume=True)
+    losses = {r["step"]: r["loss"] for r in read_log(tmp_path / "run") if "loss" in r}
+    expected = {r["step"]: r["loss"] for r in read_log(full_run.run) if "loss" in r}
+    assert sorted(losses) == [1, 2, 3, 4]  # no step logged twice
+    assert losses == pytest.approx(expected, rel=1e-5)  # same data order, RNG, optimizer state
+    resumed, uninterrupted = _weights(final), _weights(full_run.final)
+    assert all(torch.allclose(resumed[k], uninterrupted[k], atol=1e-6) for k in uninterrupted)
+
+
+@pytest.mark.slow  # another training run; the fast suite covers resume with the crash test
+def test_resume_with_more_steps(synth_root, tmp_path):
+    first = _recipe(synth_root, tmp_path / "run", max_steps=2, save_steps=1)
+    run_sft(first)
+    final = run_sft(first.replace(max_steps=4), resume=True)
+    state = json.loads((tmp_path / "run" / "checkpoint-4" / "trainer_state.json").read_text())
+    assert state["global_step"] == 4
+    assert [r["step"] for r in read_log(tmp_path / "run") if "loss" in r] == [1, 2, 3, 4]
+    assert load_recipe(tmp_path / "run" / "recipe.yaml").max_steps == 4
+    assert load_recipe(tmp_path / "run" / "recipe.before-resume-1.yaml").max_steps == 2
+    assert (final / "model.safetensors").is_file()
+
+
+@pytest.mark.slow  # another training run (LoRA, merge, reload)
+def test_lora_run_saves_adapter_and_merged_model(synth_root, tmp_path):
+    from stvg_lab.model import load_model
+
+    recipe = _recipe(synth_root, tmp_path / "run", lora=True, lora_r=4, max_steps=1, learning_rate=0.05)
+    final = run_sft(recipe)
+    assert (tmp_path / "run" / "adapter" / "adapter_config.json").is_file()
+    model, _ = load_model(final, device="cpu")  # a plain checkpoint: the adapter is merged
+    base = load_model(tmp_path / "run" / "base", device="cpu")[0].state_dict()
+    merged = model.state_dict()
+    changed = [k for k in base if "q_proj.weight" in k and not torch.allclose(base[k], merged[k])]
+    assert changed and not any("lora" in k for k in merged)
