@@ -66,7 +66,11 @@ def load_split(root: str | Path, split: str, dataset: str | None = None) -> list
     if dataset == "synthetic":
         from stvg_lab.data.synth import load_synthetic
 
-        _need(root / "dataset.json", dataset)
+        if not (root / "dataset.json").is_file():
+            raise FileNotFoundError(
+                f"no synthetic dataset at {root} (no dataset.json); generate it with "
+                f"`stvg-lab data synth --out {root}`"
+            )
         samples = list(load_synthetic(root, split))
     elif dataset in ("hcstvg-v1", "hcstvg-v2"):
         from stvg_lab.data.hcstvg import load_hcstvg

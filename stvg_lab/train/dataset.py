@@ -36,16 +36,9 @@ The SFT ``<think_bbox>`` target (the paper does not say what it is during SFT), 
 * No think list at all is Table 5's ablation: ``answer_format: no_think`` (or
   ``compact_no_think``); ``think_target`` is then ignored.
 
-File layouts :func:`load_samples` reads under ``recipe.data`` (real datasets are placed by hand;
-nothing is downloaded):
-
-* ``synthetic``: what ``stvg-lab data synth --out <data>`` writes (``stvg_lab.data.synth``).
-* ``hcstvg-v1``: ``annotations/{train,test}.json`` (the release's files), ``videos/``.
-* ``hcstvg-v2``: ``annotations/{train,val}_v2.json`` (the release's ``anno_v2`` files),
-  ``videos/`` (sub-folders are searched).
-* ``vidstg``: ``annotations/{train,val,test}_annotations.json``, VidOR's box files under
-  ``vidor/annotation/training`` (train, val) and ``vidor/annotation/validation`` (test), VidOR's
-  videos under ``videos/`` (``<group>/<vid>.mp4``).
+File layouts :func:`load_samples` reads under ``recipe.data``: those of ``data/README.md``, in
+one place, :mod:`stvg_lab.data.layout` (shared with ``stvg-lab evaluate``). Real datasets are
+placed by hand; nothing is downloaded.
 """
 
 from __future__ import annotations
@@ -58,6 +51,7 @@ from typing import TYPE_CHECKING, Any, Iterable, Mapping, Sequence
 import numpy as np
 
 from stvg_lab.answer import AnswerFormat, format_answer, get_format
+from stvg_lab.data.layout import load_split
 from stvg_lab.data.sample import Sample
 from stvg_lab.task import prompt_text, video_messages
 from stvg_lab.video import PATCH_FACTOR, Clip, load_clip, model_frame_size, reward_columns, sample_frame_indices, tube_to_model
@@ -309,22 +303,6 @@ def build_grpo_dataset(samples: Sequence[Sample], recipe: "Recipe", cache: ClipC
     return Dataset.from_dict(rows).with_transform(attach)
 
 
-_VIDSTG_VIDOR_SPLIT = {"train": "training", "val": "training", "test": "validation"}
-_SPLITS = {
-    "synthetic": ("train", "val", "test"),
-    "hcstvg-v1": ("train", "test"),
-    "hcstvg-v2": ("train", "val"),
-    "vidstg": ("train", "val", "test"),
-}
-
-
-def _need(path: Path, dataset: str) -> Path:
-    if not path.exists():
-        raise FileNotFoundError(
-            f"{path} not found: the {dataset} layout expected under the recipe's data root is documented in "
-            "stvg_lab/train/dataset.py (place the released files there, or set data=<root>)"
-        )
-    return path
 
 
 def load_samples(recipe: "Recipe", split: str) -> list[Sample]:
@@ -334,37 +312,8 @@ def load_samples(recipe: "Recipe", split: str) -> list[Sample]:
     A missing synthetic dataset raises FileNotFoundError naming ``stvg-lab data synth``; it is
     never generated here (a training run should not silently pick its data).
     """
-    root = Path(recipe.data)
-    allowed = _SPLITS[recipe.dataset]
-    if split not in allowed:
-        raise ValueError(f"dataset {recipe.dataset!r} has splits {list(allowed)}, not {split!r}")
-    if recipe.dataset == "synthetic":
-        from stvg_lab.data.synth import load_synthetic
-
-        if not (root / "dataset.json").is_file():
-            raise FileNotFoundError(
-                f"no synthetic dataset at {root} (no dataset.json); generate it with "
-                f"`stvg-lab data synth --out {root}` or set data=<root of an existing one>"
-            )
-        samples = list(load_synthetic(root, split))
-    elif recipe.dataset in ("hcstvg-v1", "hcstvg-v2"):
-        from stvg_lab.data import load_hcstvg
-
-        version = 1 if recipe.dataset == "hcstvg-v1" else 2
-        name = f"{split}.json" if version == 1 else f"{split}_v2.json"
-        ann = _need(root / "annotations" / name, recipe.dataset)
-        samples = list(load_hcstvg(ann, video_dir=_need(root / "videos", recipe.dataset), version=version))
-    elif recipe.dataset == "vidstg":
-        from stvg_lab.data import load_vidstg
-
-        ann = _need(root / "annotations" / f"{split}_annotations.json", recipe.dataset)
-        vidor = _need(root / "vidor" / "annotation" / _VIDSTG_VIDOR_SPLIT[split], recipe.dataset)
-        samples = list(load_vidstg(ann, vidor, video_dir=_need(root / "videos", recipe.dataset)))
-    else:  # Recipe.validate rejects other names
-        raise ValueError(f"unknown dataset {recipe.dataset!r}")
+    samples = load_split(recipe.data, split, recipe.dataset)
     if split == recipe.train_split and recipe.max_train_samples is not None:
         samples = samples[: recipe.max_train_samples]
-    if not samples:
-        raise ValueError(f"{recipe.dataset} split {split!r} under {root} has no samples")
-    logger.info("loaded %d %s samples (%s split) from %s", len(samples), recipe.dataset, split, root)
+    logger.info("loaded %d %s samples (%s split) from %s", len(samples), recipe.dataset, split, recipe.data)
     return samples

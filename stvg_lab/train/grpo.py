@@ -53,15 +53,14 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from accelerate.utils import is_peft_model
 
 from stvg_lab.train.grpo_video import VideoGRPOTrainer
 from stvg_lab.train.recipe import Recipe, load_recipe, parse_overrides
+from stvg_lab.train.runs import FINAL_DIR, FullCheckpointResume, resume_point
 from stvg_lab.train.sft import RECIPE_FILE, load_for_training, resolve_model_path, save_run_recipe, world_size
 
 logger = logging.getLogger(__name__)
 
-FINAL_DIR = "final"
 ADAPTER_DIR = "adapter"
 ZERO_STD_ATOL = 1e-8
 """A group's spread counts as zero below this (TRL uses ``torch.isclose(std, 0)``, atol 1e-8)."""
@@ -95,8 +94,8 @@ def group_spread_metrics(rewards: np.ndarray, num_generations: int, names: Seque
     return out
 
 
-class STVGGRPOTrainer(VideoGRPOTrainer):
-    """``VideoGRPOTrainer`` that also logs each reward component's within-group spread.
+class STVGGRPOTrainer(FullCheckpointResume, VideoGRPOTrainer):
+    """``VideoGRPOTrainer`` that logs each reward component's within-group spread and resumes strictly.
 
     TRL logs each component's mean and batch std, and the zero-spread fraction of the total
     only. ``_calculate_rewards`` returns the rewards gathered from every process, ``(N, F)`` in
@@ -112,26 +111,6 @@ class STVGGRPOTrainer(VideoGRPOTrainer):
         for key, value in spread.items():
             self._metrics[mode][key].append(value)
         return rewards_per_func
-
-    def _load_from_checkpoint(self, resume_from_checkpoint: str, model: Any = None) -> None:
-        """Resume's weight loading through ``from_pretrained``, which renames Qwen2.5-VL's saved keys.
-
-        ``save_pretrained`` writes Qwen2.5-VL in its original key layout (``visual.*``,
-        ``model.layers.*``), and only ``from_pretrained`` maps those keys back onto the module tree
-        (``model.visual.*``, ``model.language_model.*``). Transformers 5.23's
-        ``Trainer._load_from_checkpoint`` calls ``load_state_dict(strict=False)`` on the raw file, so
-        no key matches, a warning lists them all, and the resumed run silently continues from the
-        *initial* weights with the checkpoint's optimizer state (huggingface/transformers#43701).
-        Here the checkpoint is read with ``from_pretrained`` (a transient second copy on CPU) and
-        copied in strictly. PEFT adapters, DeepSpeed and FSDP checkpoints keep TRL's/transformers'
-        own loaders, which read their native key layout.
-        """
-        model = self.model if model is None else model
-        if is_peft_model(model) or self.is_fsdp_enabled or self.is_deepspeed_enabled:
-            return super()._load_from_checkpoint(resume_from_checkpoint, model)
-        saved = type(model).from_pretrained(resume_from_checkpoint, dtype=model.dtype)
-        model.load_state_dict(saved.state_dict(), strict=True)
-        logger.info("loaded the policy weights of %s", resume_from_checkpoint)
 
 
 def grpo_config(recipe: Recipe, cuda: bool | None = None, world: int | None = None):
@@ -207,10 +186,6 @@ def init_checkpoint(recipe: Recipe) -> Path:
     return path
 
 
-def _existing_outputs(out: Path) -> list[Path]:
-    return sorted(out.glob("checkpoint-*")) + ([out / FINAL_DIR] if (out / FINAL_DIR).exists() else [])
-
-
 def save_final(trainer: Any, recipe: Recipe, out: str | Path) -> Path:
     """Write the trained policy, its processor and the recipe to ``out/final``; return that path.
 
@@ -247,23 +222,13 @@ def run_grpo(recipe: Recipe, resume: bool = False, callbacks: Sequence[Any] = ()
     are extra ``transformers.TrainerCallback`` objects (the tests use one to kill a run).
     """
     import torch
-    from transformers.trainer_utils import get_last_checkpoint
-
     from stvg_lab.rewards import reward_setup
     from stvg_lab.train.dataset import ClipCache, build_grpo_dataset, load_samples
     from stvg_lab.train.logging import JsonlLogCallback
 
     _check_supported(recipe)
     out = Path(recipe.output_dir)
-    existing = _existing_outputs(out) if out.is_dir() else []
-    if existing and not resume:
-        raise FileExistsError(
-            f"{out} already holds {', '.join(p.name for p in existing[:3])}; resume with resume=True (CLI: --resume) "
-            "or choose another output dir"
-        )
-    checkpoint = get_last_checkpoint(str(out)) if resume and out.is_dir() else None
-    if resume and checkpoint is None:
-        raise FileNotFoundError(f"{out}: resume requested but there is no checkpoint-<step> folder; run without resume")
+    checkpoint = resume_point(out, resume)
 
     cuda = torch.cuda.is_available()
     config = grpo_config(recipe, cuda)

@@ -64,7 +64,7 @@ class Recipe:
     model: str = "tiny"  # checkpoint dir or hub id in the local cache; "tiny" = build the CPU stand-in
     tiny_model: dict = field(default_factory=dict)  # build_tiny_model kwargs when model == "tiny" (vocab, seed, size knobs)
     init_from: str = "base"  # GRPO: "base" (= model) or the path of an SFT checkpoint
-    data: str = "data/synthetic"  # dataset root (layouts in stvg_lab.train.dataset)
+    data: str = "data/synthetic"  # dataset folder (layouts: data/README.md, stvg_lab.data.layout)
     dataset: str = "synthetic"
     train_split: str = "train"
     eval_split: str = "val"

@@ -41,10 +41,10 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from stvg_lab.train.recipe import Recipe, load_recipe, parse_overrides
+from stvg_lab.train.runs import FINAL_DIR, FullCheckpointResume, resume_point
 
 logger = logging.getLogger(__name__)
 
-FINAL_DIR = "final"
 ADAPTER_DIR = "adapter"
 BASE_DIR = "base"
 RECIPE_FILE = "recipe.yaml"
@@ -88,33 +88,6 @@ def load_for_training(path: str | Path, cuda: bool):
     return load_model(path, device="cpu", dtype=torch.bfloat16 if cuda else torch.float32, attn_implementation=attn)
 
 
-class FullCheckpointResume:
-    """Trainer mixin: on resume, read a full-model checkpoint through ``from_pretrained`` (Qwen2.5-VL's key mapping).
-
-    transformers 5.23's ``Trainer._load_from_checkpoint`` reads ``model.safetensors`` with a plain
-    ``load_state_dict(strict=False)``. ``save_pretrained`` writes Qwen2.5-VL's keys in the released
-    layout (``visual.*``, ``model.layers.*``) while the module's are ``model.visual.*`` and
-    ``model.language_model.*``: no key matches, every weight keeps its initial value, and only a
-    warning is logged (found by ``tests/test_sft.py``'s resume test). This mixin loads the
-    checkpoint with ``from_pretrained``, which applies the mapping, and copies it in with
-    ``strict=True``. LoRA adapters, FSDP and DeepSpeed checkpoints take the stock path. Use it
-    before the trainer class: ``class T(FullCheckpointResume, SFTTrainer)``; GRPO can do the same.
-    """
-
-    def _load_from_checkpoint(self, resume_from_checkpoint: str, model: Any = None) -> None:
-        from accelerate.utils import is_peft_model
-
-        model = self.model if model is None else model
-        path = Path(resume_from_checkpoint)
-        full = (path / "model.safetensors").is_file() or (path / "model.safetensors.index.json").is_file()
-        if not full or is_peft_model(model) or self.is_fsdp_enabled or self.is_deepspeed_enabled:
-            return super()._load_from_checkpoint(resume_from_checkpoint, model)
-        dtype = next(model.parameters()).dtype
-        loaded = type(model).from_pretrained(path, dtype=dtype)
-        model.load_state_dict(loaded.state_dict(), strict=True)
-        logger.info("resumed the model weights from %s", path)
-
-
 def _sft_trainer_class():
     from trl import SFTTrainer
 
@@ -152,10 +125,6 @@ def sft_config(recipe: Recipe, cuda: bool | None = None):
     )
 
 
-def _existing_outputs(run_dir: Path) -> list[Path]:
-    return sorted(run_dir.glob("checkpoint-*")) + ([run_dir / FINAL_DIR] if (run_dir / FINAL_DIR).exists() else [])
-
-
 def run_sft(recipe: Recipe, resume: bool = False, callbacks: Sequence[Any] = ()) -> Path:
     """Train ``recipe`` with ``trl.SFTTrainer`` and return ``<output_dir>/final`` (loadable by ``load_model``).
 
@@ -165,21 +134,11 @@ def run_sft(recipe: Recipe, resume: bool = False, callbacks: Sequence[Any] = ())
     model and ``resume`` is False.
     """
     import torch
-    from transformers.trainer_utils import get_last_checkpoint
-
     from stvg_lab.train.dataset import ClipCache, build_sft_dataset, load_samples
     from stvg_lab.train.logging import JsonlLogCallback
 
     run_dir = Path(recipe.output_dir)
-    existing = _existing_outputs(run_dir) if run_dir.is_dir() else []
-    if existing and not resume:
-        raise FileExistsError(
-            f"{run_dir} already holds {', '.join(p.name for p in existing[:3])}; resume with resume=True "
-            "(CLI: --resume) or choose another output_dir"
-        )
-    checkpoint = get_last_checkpoint(str(run_dir)) if resume and run_dir.is_dir() else None
-    if resume and checkpoint is None:
-        logger.warning("%s: no checkpoint to resume from; starting from the first step", run_dir)
+    checkpoint = resume_point(run_dir, resume)
     run_dir.mkdir(parents=True, exist_ok=True)
     if int(os.environ.get("RANK", "0")) == 0:  # one writer when several processes train
         save_run_recipe(recipe, run_dir)
