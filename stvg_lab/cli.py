@@ -81,14 +81,10 @@ def _demo(args: argparse.Namespace) -> int:
 
 
 def _add_train_parser(sub: argparse._SubParsersAction, name: str, help_text: str, func: Command) -> None:
-    # The option sets live beside the trainers (stvg_lab.train.sft / .grpo), imported only when
-    # building the parser for that command would be too slow, so import them here lazily.
+    from stvg_lab.train.recipe import add_recipe_arguments  # light: no trainer is imported here
+
     parser = sub.add_parser(name, help=help_text)
-    if name == "sft":
-        from stvg_lab.train.sft import add_sft_arguments as add
-    else:
-        from stvg_lab.train.grpo import add_grpo_arguments as add
-    add(parser)
+    add_recipe_arguments(parser, name)
     parser.set_defaults(func=func)
 
 

@@ -38,10 +38,10 @@ class DemoConfig:
     n_test: int = 100
     recipe: str = "tiny_cpu"
     sft_steps: int | None = None  # None: the recipe's
-    grpo_steps: int = 60
+    grpo_steps: int = 30
     grid_variants: list[str] = field(default_factory=lambda: ["full", "no_think_reward"])
     grid_seeds: list[int] = field(default_factory=lambda: [0])
-    n_eval: int = 24  # test samples scored for every model (the same ones)
+    n_eval: int = 8  # test samples scored for every model (the same ones); an unparsed answer runs to the token budget
 
     def __post_init__(self) -> None:
         self.out_dir, self.data_dir = Path(self.out_dir), Path(self.data_dir)

@@ -55,7 +55,7 @@ from typing import Any
 import numpy as np
 
 from stvg_lab.train.grpo_video import VideoGRPOTrainer
-from stvg_lab.train.recipe import Recipe, load_recipe, parse_overrides
+from stvg_lab.train.recipe import Recipe, add_recipe_arguments, recipe_from_args
 from stvg_lab.train.runs import FINAL_DIR, FullCheckpointResume, resume_point
 from stvg_lab.train.sft import RECIPE_FILE, load_for_training, resolve_model_path, save_run_recipe, world_size
 
@@ -267,23 +267,8 @@ def run_grpo(recipe: Recipe, resume: bool = False, callbacks: Sequence[Any] = ()
 
 
 def add_grpo_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
-    """The ``stvg-lab train grpo`` options (also ``python -m stvg_lab.train.grpo``)."""
-    parser.add_argument("--recipe", default="tiny_cpu", help="shipped recipe name (paper, tiny_cpu) or a YAML path")
-    parser.add_argument("--init-from", default=None, help="SFT checkpoint dir (e.g. runs/sft/final) or 'base'")
-    parser.add_argument("--out", default=None, help="run directory (recipe output_dir)")
-    parser.add_argument("--max-steps", type=int, default=None, help="optimizer steps (overrides the recipe)")
-    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a recipe field")
-    parser.add_argument("--resume", action="store_true", help="continue from the last checkpoint in --out")
-    return parser
-
-
-def recipe_from_args(args: argparse.Namespace) -> Recipe:
-    """The recipe named by ``args.recipe`` with ``--set`` overrides, then ``--init-from``, ``--out``, ``--max-steps``."""
-    overrides = parse_overrides(args.set or [])
-    for key, value in (("init_from", args.init_from), ("output_dir", args.out), ("max_steps", args.max_steps)):
-        if value is not None:
-            overrides[key] = value
-    return load_recipe(args.recipe, **overrides)
+    """The ``stvg-lab train grpo`` options, also ``python -m stvg_lab.train.grpo`` (:func:`~stvg_lab.train.recipe.add_recipe_arguments`)."""
+    return add_recipe_arguments(parser, "grpo")
 
 
 def grpo_command(args: argparse.Namespace) -> int:

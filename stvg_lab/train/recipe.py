@@ -28,6 +28,7 @@ sequences in both stages.
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
 import logging
 import typing
@@ -395,3 +396,30 @@ def parse_overrides(items: Iterable[str]) -> dict[str, Any]:
         except yaml.YAMLError:
             out[key.strip()] = value
     return out
+
+
+def add_recipe_arguments(parser: argparse.ArgumentParser, stage: str) -> argparse.ArgumentParser:
+    """The options of ``stvg-lab train sft`` / ``train grpo`` (``stage``), shared by both.
+
+    Lives here, not beside the trainers, so that building the CLI's parser imports no trainer.
+    """
+    parser.add_argument("--recipe", default="tiny_cpu", help="a shipped recipe name (paper, tiny_cpu) or a YAML path")
+    parser.add_argument("--out", default=None, help="run directory (default: the recipe's output_dir)")
+    parser.add_argument("--data", default=None, help="dataset folder (default: the recipe's data)")
+    if stage == "grpo":
+        parser.add_argument("--init-from", default=None, help="SFT checkpoint dir (e.g. runs/sft/final) or 'base'")
+    parser.add_argument("--max-steps", type=int, default=None, help="optimizer steps (overrides the recipe)")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                        help="override any recipe field, e.g. --set learning_rate=1e-4 --set lora=true (repeatable)")
+    parser.add_argument("--resume", action="store_true", help="continue from the last checkpoint in --out")
+    return parser
+
+
+def recipe_from_args(args: argparse.Namespace) -> Recipe:
+    """The recipe named by ``args.recipe`` with ``--set`` overrides, then the dedicated options applied."""
+    overrides = parse_overrides(args.set or [])
+    for key, option in (("output_dir", "out"), ("data", "data"), ("init_from", "init_from"), ("max_steps", "max_steps")):
+        value = getattr(args, option, None)
+        if value is not None:
+            overrides[key] = value
+    return load_recipe(args.recipe, **overrides)

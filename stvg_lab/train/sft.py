@@ -40,7 +40,7 @@ import shutil
 from pathlib import Path
 from typing import Any, Sequence
 
-from stvg_lab.train.recipe import Recipe, load_recipe, parse_overrides
+from stvg_lab.train.recipe import Recipe, add_recipe_arguments, load_recipe, recipe_from_args
 from stvg_lab.train.runs import FINAL_DIR, FullCheckpointResume, resume_point
 
 logger = logging.getLogger(__name__)
@@ -190,27 +190,8 @@ def save_final(trainer: Any, recipe: Recipe, run_dir: str | Path) -> Path:
 
 
 def add_sft_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
-    """The ``stvg-lab train sft`` options: ``--recipe``, ``--out``, ``--data``, ``--max-steps``, ``--set``, ``--resume``."""
-    parser.add_argument("--recipe", default="tiny_cpu", help="a shipped recipe name (paper, tiny_cpu) or a YAML path")
-    parser.add_argument("--out", default=None, help="run directory (default: the recipe's output_dir)")
-    parser.add_argument("--data", default=None, help="dataset root (default: the recipe's data)")
-    parser.add_argument("--max-steps", type=int, default=None, help="optimizer steps (overrides the recipe)")
-    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                        help="override any recipe field, e.g. --set learning_rate=1e-4 --set lora=true (repeatable)")
-    parser.add_argument("--resume", action="store_true", help="continue from the last checkpoint in --out")
-    return parser
-
-
-def recipe_from_args(args: argparse.Namespace) -> Recipe:
-    """The recipe named by CLI ``args`` with ``--set``, ``--out``, ``--data`` and ``--max-steps`` applied."""
-    overrides = parse_overrides(args.set or [])
-    if args.out is not None:
-        overrides["output_dir"] = args.out
-    if args.data is not None:
-        overrides["data"] = args.data
-    if args.max_steps is not None:
-        overrides["max_steps"] = args.max_steps
-    return load_recipe(args.recipe, **overrides)
+    """The ``stvg-lab train sft`` options (:func:`stvg_lab.train.recipe.add_recipe_arguments`)."""
+    return add_recipe_arguments(parser, "sft")
 
 
 def sft_command(args: argparse.Namespace) -> int:
