@@ -1,0 +1,95 @@
+"""Learnability probe: does SFT teach the CPU stand-in to emit a parseable answer and to ground?
+
+Run (reproduces the best configuration in bench/LEARNING.md; one torch thread, ~12 min):
+
+    cd /work/main && OMP_NUM_THREADS=1 .venv/bin/python bench/learnability_probe.py \
+        --name best --hidden 128 --layers 4 --format compact --lr 1e-3 --steps 700 --eval 16
+
+Trains ``tiny_cpu`` with the given overrides via ``stvg_lab.train.sft.run_sft`` into
+``/tmp/h13/<name>``, then scores greedy answers on the first ``--eval`` validation clips with
+``stvg_lab.evaluate.evaluate_model`` (baselines from the training clips), and writes one JSON line
+of results to ``/tmp/h13/results.jsonl``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import time
+from pathlib import Path
+
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+
+def main() -> None:
+    """Parse the flags, train, evaluate, append one result line."""
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--name", required=True)
+    ap.add_argument("--data", default="/tmp/synth_default")
+    ap.add_argument("--root", default="/tmp/h13")
+    ap.add_argument("--hidden", type=int, default=64)
+    ap.add_argument("--layers", type=int, default=2)
+    ap.add_argument("--intermediate", type=int, default=None, help="default 2 x hidden")
+    ap.add_argument("--vision-hidden", type=int, default=32)
+    ap.add_argument("--format", default="paper")
+    ap.add_argument("--think-target", default="grid")
+    ap.add_argument("--lr", type=float, default=1e-3)
+    ap.add_argument("--warmup", type=float, default=0.05)
+    ap.add_argument("--steps", type=int, default=300)
+    ap.add_argument("--batch", type=int, default=4)
+    ap.add_argument("--eval", type=int, default=16)
+    ap.add_argument("--max-new-tokens", type=int, default=None)
+    args = ap.parse_args()
+
+    import torch
+
+    torch.set_num_threads(1)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    from stvg_lab.data.synth import load_synthetic
+    from stvg_lab.evaluate import evaluate_model
+    from stvg_lab.train.recipe import load_recipe
+    from stvg_lab.train.sft import run_sft
+
+    size = dict(
+        vocab="bpe", hidden_size=args.hidden, num_hidden_layers=args.layers,
+        intermediate_size=args.intermediate or 2 * args.hidden, vision_hidden_size=args.vision_hidden,
+        vision_intermediate_size=2 * args.vision_hidden,
+    )
+    run_dir = Path(args.root) / args.name
+    recipe = load_recipe(
+        "tiny_cpu", data=args.data, output_dir=str(run_dir), tiny_model=size, answer_format=args.format,
+        think_target=args.think_target, learning_rate=args.lr, warmup_ratio=args.warmup, max_steps=args.steps,
+        per_device_batch_size=args.batch, save_steps=10_000, logging_steps=20, torch_threads=1,
+    )
+    t0 = time.time()
+    final = run_sft(recipe)
+    train_s = time.time() - t0
+    params = json.loads((run_dir / "base" / "stvg_tiny.json").read_text())["parameters"]
+    logs = [json.loads(line) for line in (run_dir / "log.jsonl").read_text().splitlines() if line.strip()]
+    losses = [r["loss"] for r in logs if "loss" in r]
+    accs = [r["mean_token_accuracy"] for r in logs if "mean_token_accuracy" in r]
+
+    val = load_synthetic(args.data, "val")[: args.eval]
+    train = load_synthetic(args.data, "train")
+    t1 = time.time()
+    report = evaluate_model(final, val, run_dir / "eval", fmt=args.format, train_samples=train,
+                            max_new_tokens=args.max_new_tokens, progress=False, resume=False)
+    m = report.metrics
+    result = {
+        "name": args.name, "params": params, "format": args.format, "think_target": args.think_target,
+        "lr": args.lr, "steps": args.steps, "s_per_step": round(train_s / args.steps, 3),
+        "final_loss": losses[-1] if losses else None, "final_token_acc": accs[-1] if accs else None,
+        "parse_rate": 1 - m["parse_failure_rate"], "m_tIoU": m["pred"]["m_tIoU"], "m_vIoU": m["pred"]["m_vIoU"],
+        "eval_s": round(time.time() - t1, 1),
+        "baselines": {k: {"m_tIoU": v["m_tIoU"], "m_vIoU": v["m_vIoU"]} for k, v in (m.get("baselines") or {}).items()},
+    }
+    with open(Path(args.root) / "results.jsonl", "a", encoding="utf-8") as f:
+        f.write(json.dumps(result) + "\n")
+    logging.getLogger("probe").info("RESULT %s", json.dumps(result))
+
+
+if __name__ == "__main__":
+    main()
