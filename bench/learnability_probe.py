@@ -2,13 +2,13 @@
 
 Run (reproduces the best configuration in bench/LEARNING.md; one torch thread, ~12 min):
 
-    cd /work/main && OMP_NUM_THREADS=1 .venv/bin/python bench/learnability_probe.py \
+    OMP_NUM_THREADS=1 .venv/bin/python bench/learnability_probe.py \
         --name best --hidden 128 --layers 4 --format compact --lr 1e-3 --steps 700 --eval 16
 
 Trains ``tiny_cpu`` with the given overrides via ``stvg_lab.train.sft.run_sft`` into
-``/tmp/h13/<name>``, then scores greedy answers on the first ``--eval`` validation clips with
+``bench/out/learning/<name>``, then scores greedy answers on the first ``--eval`` validation clips with
 ``stvg_lab.evaluate.evaluate_model`` (baselines from the training clips), and writes one JSON line
-of results to ``/tmp/h13/results.jsonl``.
+of results to ``bench/out/learning/results.jsonl``.
 """
 
 from __future__ import annotations
@@ -28,8 +28,8 @@ def main() -> None:
     """Parse the flags, train, evaluate, append one result line."""
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--name", required=True)
-    ap.add_argument("--data", default="/tmp/synth_default")
-    ap.add_argument("--root", default="/tmp/h13")
+    ap.add_argument("--data", default="data/synthetic", help="stvg-lab data synth --out data/synthetic")
+    ap.add_argument("--root", default="bench/out/learning")
     ap.add_argument("--hidden", type=int, default=64)
     ap.add_argument("--layers", type=int, default=2)
     ap.add_argument("--intermediate", type=int, default=None, help="default 2 x hidden")
