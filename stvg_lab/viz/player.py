@@ -36,6 +36,7 @@ from typing import Any, Mapping, Sequence
 import ipywidgets as widgets
 import numpy as np
 
+from stvg_lab.analysis.scale import read_per_sample
 from stvg_lab.data.sample import Sample
 from stvg_lab.geometry import clip_boxes
 from stvg_lab.metrics import tube_to_arrays
@@ -114,18 +115,6 @@ def demo_items(samples: Sequence[Sample], seed: int = 0, *, think: bool = True) 
     return items
 
 
-def _read_jsonl_rows(path: Path) -> list[dict[str, Any]]:
-    rows = []
-    with path.open() as f:
-        for lineno, line in enumerate(f, 1):
-            if line.strip():
-                try:
-                    rows.append(json.loads(line))
-                except json.JSONDecodeError as e:
-                    raise ValueError(f"{path}:{lineno}: not a JSON line ({e})") from e
-    return rows
-
-
 def items_from_run(
     run_dir: str | Path,
     samples: Sequence[Sample],
@@ -159,7 +148,7 @@ def items_from_run(
     if isinstance(eval_frames, str):
         eval_frames = eval_frames_for(samples, eval_frames)
     per_path = pred_path.parent / "per_sample.jsonl"
-    per = {str(row.get("id")): row for row in _read_jsonl_rows(per_path)} if per_path.is_file() else {}
+    per = {str(row.get("id")): row for row in read_per_sample(per_path)} if per_path.is_file() else {}
     wanted = {s.id for s in samples}
     extra = sorted(set(records) - wanted)
     if extra:
