@@ -166,33 +166,11 @@ def formats_fixtures_dir() -> Path:
 
 
 def ensure_dataset(root: str | Path, counts: Mapping[str, int] = FULL_COUNTS, seed: int = 0) -> Path:
-    """The synthetic dataset at ``root``, generated with ``counts`` clips per split if it is missing.
+    """The synthetic dataset at ``root`` with ``counts`` clips per split, generated if missing
+    (:func:`stvg_lab.data.synth.ensure_synthetic`)."""
+    from stvg_lab.data.synth import ensure_synthetic
 
-    An existing dataset (``dataset.json`` present) is used as it is, whatever its counts. A
-    folder that exists without ``dataset.json`` is not overwritten: ValueError says what to do.
-    Two processes asking at once are fine: generation is atomic, and the loser of the final
-    rename finds the winner's (identical, seeded) dataset.
-    """
-    from stvg_lab.data.synth import generate_synthetic
-
-    root = Path(root)
-    if (root / "dataset.json").is_file():
-        return root
-    if root.exists() and any(root.iterdir()):
-        raise ValueError(
-            f"{root} exists but holds no dataset.json, so it is not a synthetic dataset; give data_dir of one "
-            "(`stvg-lab data synth --out <dir>`), or remove the folder to have it generated there"
-        )
-    if root.exists():
-        root.rmdir()
-    logger.info("generating the synthetic dataset (%s) in %s", ", ".join(f"{k} {v}" for k, v in counts.items()), root)
-    try:
-        generate_synthetic(root, counts["train"], counts["val"], counts["test"], seed=seed, progress=False,
-                           workers=1 if sum(counts.values()) < 64 else None)
-    except OSError:
-        if not (root / "dataset.json").is_file():
-            raise
-    return root
+    return ensure_synthetic(root, counts["train"], counts["val"], counts["test"], seed=seed)
 
 
 # --------------------------------------------------------------------------- the workspace

@@ -64,7 +64,7 @@ def _timed(timings: dict[str, float], name: str):
 
 
 def _ensure_data(cfg: DemoConfig) -> None:
-    from stvg_lab.data.synth import generate_synthetic, read_manifest
+    from stvg_lab.data.synth import ensure_synthetic, read_manifest
 
     if (cfg.data_dir / "dataset.json").is_file():
         counts = read_manifest(cfg.data_dir).get("counts", {})
@@ -75,7 +75,7 @@ def _ensure_data(cfg: DemoConfig) -> None:
                 "pass another --data folder or delete it"
             )
         return
-    generate_synthetic(cfg.data_dir, cfg.n_train, cfg.n_val, cfg.n_test, seed=cfg.seed)
+    ensure_synthetic(cfg.data_dir, cfg.n_train, cfg.n_val, cfg.n_test, seed=cfg.seed, progress=True)
 
 
 def _recipe(cfg: DemoConfig, **overrides: Any):

@@ -229,3 +229,17 @@ def test_load_synthetic(root):
 def test_load_synthetic_errors(tmp_path):
     with pytest.raises(FileNotFoundError, match="stvg-lab data synth"):
         read_manifest(tmp_path)
+
+
+def test_ensure_synthetic_generates_once_and_refuses_a_foreign_folder(tmp_path):
+    from stvg_lab.data.synth import ensure_synthetic
+
+    root = ensure_synthetic(tmp_path / "s", 2, 1, 1, seed=0)
+    stamp = (root / "dataset.json").stat().st_mtime_ns
+    assert ensure_synthetic(root, 2, 1, 1) == root  # present: used as it is, not regenerated
+    assert (root / "dataset.json").stat().st_mtime_ns == stamp
+    (tmp_path / "other").mkdir()
+    (tmp_path / "other" / "notes.txt").write_text("mine")
+    with pytest.raises(ValueError, match="no dataset.json"):
+        ensure_synthetic(tmp_path / "other", 2, 1, 1)
+    assert (tmp_path / "other" / "notes.txt").read_text() == "mine"  # nothing overwritten

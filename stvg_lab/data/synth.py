@@ -713,6 +713,36 @@ def read_manifest(root: str | Path) -> dict[str, Any]:
     return json.loads(path.read_text())
 
 
+def ensure_synthetic(
+    root: str | Path, n_train: int = 300, n_val: int = 50, n_test: int = 100, seed: int = 0, *, progress: bool = False
+) -> Path:
+    """The synthetic dataset at ``root``, generated (these counts, ``seed``) when it is missing.
+
+    An existing dataset (``dataset.json`` present) is used as it is. A folder that exists and
+    is not empty but has no ``dataset.json`` is not overwritten: ValueError says what to do.
+    Two processes asking at once are fine: generation is atomic, and the loser of the final
+    rename finds the winner's identical, seeded dataset.
+    """
+    root = Path(root)
+    if (root / "dataset.json").is_file():
+        return root
+    if root.exists() and any(root.iterdir()):
+        raise ValueError(
+            f"{root} exists but holds no dataset.json, so it is not a synthetic dataset; give the folder of one "
+            "(`stvg-lab data synth --out <dir>`), or remove the folder to have it generated there"
+        )
+    if root.exists():
+        root.rmdir()
+    logger.info("generating the synthetic dataset (train %d, val %d, test %d) in %s", n_train, n_val, n_test, root)
+    try:
+        generate_synthetic(root, n_train, n_val, n_test, seed=seed, progress=progress,
+                           workers=1 if n_train + n_val + n_test < 64 else None)
+    except OSError:
+        if not (root / "dataset.json").is_file():
+            raise
+    return root
+
+
 def load_synthetic(root: str | Path, split: str) -> list[Sample]:
     """Samples of one split, read through the HC-STVG v2 loader, with the meta tags in ``extras``.
 

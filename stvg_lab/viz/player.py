@@ -189,7 +189,7 @@ def load_player_samples(
     dataset from :func:`stvg_lab.data.synth.generate_synthetic`; when it has no
     ``dataset.json`` it is generated with the CLI's defaults (300/50/100 clips, seed 0).
     """
-    from stvg_lab.data.synth import SPLITS, generate_synthetic, load_synthetic
+    from stvg_lab.data.synth import SPLITS, ensure_synthetic, load_synthetic
 
     if split not in SPLITS:
         raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
@@ -197,19 +197,11 @@ def load_player_samples(
         count = int(n or SMALL_N)
         root = Path(tempfile.gettempdir()) / f"stvg_lab_player_synth_seed{int(seed)}_n{count}"
         counts = {sp: (count if sp == split else 0) for sp in SPLITS}
-        if not (root / "dataset.json").is_file():
-            try:
-                generate_synthetic(root, counts["train"], counts["val"], counts["test"], seed=seed, progress=False, workers=1)
-            except OSError:  # another process generated the same (deterministic) data first
-                if not (root / "dataset.json").is_file():
-                    raise
+        ensure_synthetic(root, counts["train"], counts["val"], counts["test"], seed=seed)
     else:
         if data_dir is None:
             raise ValueError("data_dir is None: give a synthetic dataset folder or pass small=True")
-        root = Path(data_dir)
-        if not (root / "dataset.json").is_file():
-            logger.info("%s has no dataset.json: generating the synthetic benchmark there (CLI defaults)", root)
-            generate_synthetic(root, 300, 50, 100, seed=0)
+        root = ensure_synthetic(data_dir, progress=True)  # the CLI's defaults (300/50/100 clips, seed 0) when missing
     samples = load_synthetic(root, split)
     return samples if n is None else samples[: int(n)]
 
