@@ -42,6 +42,7 @@ def main() -> None:
     ap.add_argument("--batch", type=int, default=4)
     ap.add_argument("--eval", type=int, default=16)
     ap.add_argument("--max-new-tokens", type=int, default=None)
+    ap.add_argument("--freeze-vision", action="store_true", help="recipe train_vision_tower=false")
     args = ap.parse_args()
 
     import torch
@@ -63,6 +64,7 @@ def main() -> None:
         "tiny_cpu", data=args.data, output_dir=str(run_dir), tiny_model=size, answer_format=args.format,
         think_target=args.think_target, learning_rate=args.lr, warmup_ratio=args.warmup, max_steps=args.steps,
         per_device_batch_size=args.batch, save_steps=10_000, logging_steps=20, torch_threads=1,
+        train_vision_tower=not args.freeze_vision,
     )
     t0 = time.time()
     final = run_sft(recipe)

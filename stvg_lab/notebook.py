@@ -56,7 +56,7 @@ logger = logging.getLogger(__name__)
 SMALL_ENV = "STVG_LAB_SMALL"
 RECORD_ENV = "STVG_LAB_RECORD"
 SMALL_DIR_NAME = "stvg_lab_notebooks_small"
-FULL_COUNTS: dict[str, int] = {"train": 300, "val": 50, "test": 100}
+FULL_COUNTS: dict[str, int] = {"train": 3000, "val": 50, "test": 100}
 """Clips per split of the default synthetic dataset (the CLI's ``stvg-lab data synth`` defaults)."""
 SMALL_COUNTS: dict[str, int] = {"train": 12, "val": 4, "test": 4}
 """Clips per split in the small setting."""
@@ -78,9 +78,9 @@ SMALL_GRID: tuple[str, ...] = ("full", "no_think_bbox", "giou_only", "lambda_k=0
 (Table 6 compares against ``full`` itself; its other row is ``no_think_reward``)."""
 
 SETTINGS: dict[str, tuple[Any, Any]] = {
-    "sft_steps": (None, 4),  # None: the recipe's max_steps (tiny_cpu: 300)
+    "sft_steps": (None, 4),  # None: the recipe's max_steps (tiny_cpu: 2500)
     "grpo_steps": (None, 2),
-    "num_generations": (None, 2),  # None: the recipe's (tiny_cpu: 4)
+    "num_generations": (None, 2),  # None: the recipe's (tiny_cpu_grpo: 8)
     "max_eval_samples": (None, 2),  # None: the whole split
     "max_new_tokens": (None, 48),  # None: the answer-length budget of each clip (stvg_lab.infer)
     "grid_variants": (PAPER_GRID, SMALL_GRID),
@@ -88,6 +88,16 @@ SETTINGS: dict[str, tuple[Any, Any]] = {
 }
 """``name: (full value, small value)`` for :meth:`Workspace.setting`; a notebook parameter left at
 None takes the value of its setting."""
+
+
+def stage_recipe(base: str | Path, stage: str) -> str | Path:
+    """``base``, or for ``stage == "grpo"`` the shipped ``<base>_grpo`` recipe when it exists (``tiny_cpu`` -> ``tiny_cpu_grpo``)."""
+    from stvg_lab.train.recipe import RECIPES_DIR
+
+    name = Path(str(base)).stem
+    if stage == "grpo" and Path(str(base)).suffix == "" and (RECIPES_DIR / f"{name}_grpo.yaml").is_file():
+        return f"{name}_grpo"
+    return base
 
 
 # --------------------------------------------------------------------------- environment and paths
@@ -202,7 +212,7 @@ class Workspace:
     ) -> "Workspace":
         """Resolve the folders (None: :func:`default_data_dir`, :func:`default_run_dir`) and make the data.
 
-        A missing synthetic dataset is generated (:func:`ensure_dataset`: the default 300/50/100
+        A missing synthetic dataset is generated (:func:`ensure_dataset`: the default 3000/50/100
         clips, or 12/4/4 when ``small``, from ``data_seed``); a real dataset must already be placed.
         """
         data = Path(data_dir) if data_dir is not None else default_data_dir(small)
@@ -241,6 +251,9 @@ class Workspace:
     ) -> Recipe:
         """The recipe of training ``stage`` (``sft`` or ``grpo``): ``base`` + this workspace + the small setting.
 
+        For GRPO a shipped ``<base>_grpo`` recipe (``tiny_cpu_grpo``) is used when there is one
+        (:func:`stage_recipe`).
+
         Sets ``data``, ``dataset``, ``model``, ``seed``, ``output_dir`` (:meth:`stage`) and
         ``name``; when small, :data:`SMALL_TRAINING` of the stage. ``steps`` and
         ``num_generations`` left at None take :meth:`setting` (the recipe's own value outside the
@@ -262,7 +275,7 @@ class Workspace:
             if generations is not None:
                 values["num_generations"] = int(generations)
         values.update(overrides)
-        return load_recipe(base, **values)
+        return load_recipe(stage_recipe(base, stage), **values)
 
     def samples(self, split: str) -> list[Sample]:
         """Every sample of ``split``, read as training reads them (``stvg_lab.train.dataset.load_samples``)."""

@@ -77,7 +77,7 @@ class Fakes:
 
 @pytest.fixture
 def base(tmp_path):
-    return load_recipe("tiny_cpu", data=str(tmp_path / "data"), max_steps=2)
+    return load_recipe("tiny_cpu", data=str(tmp_path / "data"), max_steps=2, answer_format="paper")
 
 
 def _spec(base, **kw) -> GridSpec:
@@ -127,7 +127,7 @@ def test_paper_grid_variants_all_resolve(base, tmp_path):
     by_variant = {p.variant: p for p in planned}
     # λk = 0.5 is the paper recipe's value: the same run as "full"
     assert by_variant["lambda_k=0.5"].run_hash == by_variant["full"].run_hash
-    assert by_variant["no_think_bbox"].sft_format == "no_think"
+    assert by_variant["no_think_bbox"].sft_format == {"paper": "no_think", "compact": "compact_no_think"}[base.answer_format]
 
 
 def test_recipe_hash_ignores_bookkeeping_fields(base):

@@ -108,7 +108,7 @@ def test_untrained_model_predicts_without_crashing(tiny, synth, tmp_path):
         assert p.latency_s > 0 and 1 <= p.generated_tokens <= 12
         assert p.peak_mem_bytes > 0 and p.mem_measure == "cpu_rss_peak"
         assert p.batch_size in (1, 2) and p.backend == "hf"
-        assert len(p.frame_numbers) == 14 and p.model_size == (224, 224)
+        assert len(p.frame_numbers) == 8 and p.model_size == (112, 112)
 
 
 def test_evaluate_model_writes_three_files(tiny, synth, tmp_path):
@@ -223,7 +223,8 @@ def test_perfect_answer_at_8fps_loses_only_the_sampling(tiny, synth, tmp_path, m
     for row, s in zip(report.per_sample, samples):
         gs, ge = s.span_frames
         ps, pe = row["pred_span"]
-        assert abs(ps - gs) <= 2 and abs(pe - ge) <= 2, (row, s.span_frames)
+        # ... except after the last shown frame, which stands for every frame to the end of the clip
+        assert abs(ps - gs) <= 2 and (abs(pe - ge) <= 2 or pe == s.num_frames - 1), (row, s.span_frames)
         # boxes are interpolated between shown frames but held beyond the first and last one,
         # which costs up to 2 frames of motion (<= 8 px on a >= 16 px target) at the ends
         assert row["vIoU_pred"] > 0.75 * row["tIoU_pred"], row

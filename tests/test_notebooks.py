@@ -170,8 +170,10 @@ def test_workspace_recipe_small_and_full(tmp_path):
     assert (grpo.max_steps, grpo.num_generations, grpo.max_completion_length, grpo.init_from,
             grpo.reward_variant) == (2, 2, 48, "x", "giou_only")
     full = Workspace(tmp_path / "data", tmp_path / "runs").recipe("grpo", steps=5)
-    tiny = load_recipe("tiny_cpu")
-    assert (full.max_steps, full.num_generations, full.per_device_batch_size) == (5, tiny.num_generations, tiny.per_device_batch_size)
+    stage = load_recipe("tiny_cpu_grpo")  # GRPO takes the shipped GRPO stage of tiny_cpu
+    assert (full.max_steps, full.num_generations, full.per_device_batch_size, full.learning_rate) == \
+        (5, stage.num_generations, stage.per_device_batch_size, stage.learning_rate)
+    assert full.learning_rate != load_recipe("tiny_cpu").learning_rate
     with pytest.raises(ValueError, match="stage"):
         small.recipe("dpo")
 
@@ -367,8 +369,8 @@ def test_01_data_prep_records_the_dataset(nb01, nb_workspace):
     assert rec["all_inside_frame"] is inside is True
     assert [row["samples"] for row in rec["summary"]] == [SMALL_COUNTS[s] for s in SPLITS]
     assert rec["fixture_samples"] == {"hcstvg-v2": 3, "vidstg": 6}  # tests/fixtures/formats/README.md's tables
-    assert rec["target"]["consistent"] is True and rec["target"]["frames"] == 14 and rec["target"]["size"] == [224, 224]
-    assert rec["target"]["span"] == [2, 6]  # synth_train_00001: original frames 7..24 at 8 fps -> kept 2..6
+    assert rec["target"]["consistent"] is True and rec["target"]["frames"] == 8 and rec["target"]["size"] == [112, 112]
+    assert rec["target"]["span"] == [1, 3]  # synth_train_00001: original frames 3..15 at 8 fps -> kept 1..3 (frames 4, 8, 12)
     bundles = _bundles(outputs)
     assert sum("image/png" in b for b in bundles) >= 3 + 1  # n_show frame strips + the statistics figure
     assert "image/png" in bundles[-1]  # ends with the statistics figure
@@ -398,7 +400,11 @@ def test_03_grpo_training_logs_every_reward(nb03):
     assert rec["perfect_score"]["total"] == 5.0 and rec["perfect_score"]["error"] is None
     table = rec["reward_table"]
     assert table["perfect"]["R (Eq. 10)"] == 5.0
-    assert table["shifted"]["R_t (Eq. 5)"] == pytest.approx(4 / 6, abs=1e-4)  # span 2..6 -> 3..7: 4 shared of 6
+    # one frame later: L-1 frames shared of L+1 (of L when the span already ends on the last shown frame)
+    s, e = rec["gt_span"]
+    length = e - s + 1
+    assert table["shifted"]["R_t (Eq. 5)"] == pytest.approx((length - 1) / (length + 1), abs=1e-4) or \
+        table["shifted"]["R_t (Eq. 5)"] == pytest.approx((length - 1) / length, abs=1e-4)
     assert table["missing box"]["R_c (Eq. 4)"] == 0.0
     assert table["truncated"]["R (Eq. 10)"] == 0.0 and table["truncated"]["parse error"]
     steps = list(range(1, rec["max_steps"] + 1))

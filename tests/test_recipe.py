@@ -56,7 +56,10 @@ def test_paper_yaml_comments_every_value():
 def test_tiny_cpu_recipe_is_cpu_sized():
     r = load_recipe("tiny_cpu")
     assert r.model == "tiny" and r.dataset == "synthetic"
-    assert r.learning_rate > 1e-4 and r.per_device_batch_size <= 8 and 0 < r.max_steps <= 1000
+    assert r.learning_rate > 1e-4 and r.per_device_batch_size <= 8 and 0 < r.max_steps <= 5000
+    g = load_recipe("tiny_cpu_grpo")  # the GRPO stage: tiny_cpu plus its own lr, steps and group size
+    assert g.name == "tiny_cpu_grpo" and g.tiny_model == r.tiny_model and g.answer_format == r.answer_format
+    assert g.learning_rate < r.learning_rate and g.num_generations == 8 and g.per_device_batch_size % g.num_generations == 0
     kwargs = r.training_kwargs(cuda=False)
     # the CPU settings: no bf16, no checkpointing, an explicit learning rate
     assert kwargs["bf16"] is False and kwargs["activation_checkpointing"] is False and kwargs["use_cpu"] is True
@@ -166,3 +169,28 @@ def test_lora_config():
     assert load_recipe("tiny_cpu").lora_config() is None
     cfg = load_recipe("tiny_cpu", lora=True, lora_r=4).lora_config()
     assert cfg.r == 4 and set(cfg.target_modules) == {"q_proj", "k_proj", "v_proj", "o_proj"}
+
+
+def test_extends_takes_the_base_then_its_own_values(tmp_path):
+    base = tmp_path / "base.yaml"
+    base.write_text("dataset: synthetic\nmax_steps: 5\nlearning_rate: 1.0e-3\nbeta: 0.1\n")
+    stage = tmp_path / "stage.yaml"
+    stage.write_text(f"extends: {base}\nlearning_rate: 1.0e-5\n")
+    r = load_recipe(stage, beta=0.0)
+    # own value > base value > default; overrides last; the name is the file's, not the base's
+    assert (r.name, r.learning_rate, r.max_steps, r.beta) == ("stage", 1e-5, 5, 0.0)
+
+
+def test_extends_errors_name_the_file(tmp_path):
+    a, b = tmp_path / "a.yaml", tmp_path / "b.yaml"
+    a.write_text(f"extends: {b}\n")
+    b.write_text(f"extends: {a}\n")
+    with pytest.raises(ValueError, match="cycle"):
+        load_recipe(a)
+    (tmp_path / "c.yaml").write_text("extends: no_such_recipe\n")
+    with pytest.raises(ValueError, match="c.yaml: extends"):
+        load_recipe(tmp_path / "c.yaml")
+    (tmp_path / "d.yaml").write_text(f"extends: {tmp_path / 'e.yaml'}\n")
+    (tmp_path / "e.yaml").write_text("no_such_field: 1\n")
+    with pytest.raises(ValueError, match="no_such_field"):
+        load_recipe(tmp_path / "d.yaml")

@@ -136,9 +136,9 @@ def test_sft_dataset_rows(synth_root, tmp_path):
     video, text = user["content"]
     clip = cache.get(samples[1])
     assert video["type"] == "video" and video["video"] is clip.frames  # the cached array, not a copy
-    assert video["video"].shape == (14, 224, 224, 3) and video["video"].dtype == np.uint8
+    assert video["video"].shape == (8, 112, 112, 3) and video["video"].dtype == np.uint8
     assert set(text) == {"type", "text"}  # Arrow's None keys are stripped
-    assert "14 frames" in text["text"] and samples[1].query in text["text"]
+    assert "8 frames" in text["text"] and samples[1].query in text["text"]
     assert assistant["content"][0]["text"] == sft_target(samples[1], clip, recipe.answer_format, recipe.think_target)
     assert row["images"] == [] and row["id"] == samples[1].id
     assert cache.misses == 1 and len(cache) == 1
@@ -403,3 +403,16 @@ def test_lora_run_saves_adapter_and_merged_model(synth_root, tmp_path):
     merged = model.state_dict()
     changed = [k for k in base if "q_proj.weight" in k and not torch.allclose(base[k], merged[k])]
     assert changed and not any("lora" in k for k in merged)
+
+
+def test_freeze_vision_tower_stops_only_the_vit(tmp_path):
+    from stvg_lab.model import build_tiny_model, load_model
+    from stvg_lab.train.sft import freeze_vision_tower
+
+    model, _ = load_model(build_tiny_model(tmp_path / "tiny"), device="cpu")
+    visual = model.model.visual
+    vit = [p for n, p in visual.named_parameters() if not n.startswith("merger.")]
+    assert freeze_vision_tower(model) == sum(p.numel() for p in vit) > 0
+    assert not any(p.requires_grad for p in vit)
+    assert all(p.requires_grad for p in visual.merger.parameters())  # the projection into the LLM still learns
+    assert all(p.requires_grad for p in model.model.language_model.parameters())

@@ -13,6 +13,7 @@ from stvg_lab.data import synth
 from stvg_lab.data.synth import (
     ATTRIBUTES,
     PALETTE,
+    PRESETS,
     SPLITS,
     SynthConfig,
     Vocabulary,
@@ -42,7 +43,7 @@ def _records(root: Path, split: str, kind: str = "v2") -> dict:
 def test_layout_and_manifest(root):
     manifest = read_manifest(root)
     assert manifest["counts"] == COUNTS
-    assert manifest["clip_seconds"] == 7.0 and manifest["fps"] == 8.0 and manifest["num_frames"] == 56
+    assert manifest["clip_seconds"] == 4.0 and manifest["fps"] == 8.0 and manifest["num_frames"] == 32
     assert manifest["seed"] == 0 and manifest["generator_version"] == synth.GENERATOR_VERSION
     assert SynthConfig.from_dict(manifest["config"]) == SynthConfig()  # the config round-trips
     for split in SPLITS:
@@ -57,12 +58,12 @@ def test_records_are_hcstvg_v2(root):
         for name, r in _records(root, split).items():
             assert name.endswith(".mp4")
             assert set(r) == {"st_frame", "ed_frame", "st_time", "ed_time", "img_num", "img_size", "bbox", "English"}
-            assert 1 <= r["st_frame"] <= r["ed_frame"] <= r["img_num"] == 56  # 1-based inclusive
+            assert 1 <= r["st_frame"] <= r["ed_frame"] <= r["img_num"] == 32  # 1-based inclusive
             assert len(r["bbox"]) == r["ed_frame"] - r["st_frame"] + 1
-            assert r["img_size"] == [224, 224]  # [height, width]
+            assert r["img_size"] == [112, 112]  # [height, width]
             assert r["st_time"] == pytest.approx((r["st_frame"] - 1) / 8.0)
             for x, y, w, h in r["bbox"]:  # xywh inside the frame, non-empty
-                assert 0 <= x and 0 <= y and w > 0 and h > 0 and x + w <= 224 and y + h <= 224
+                assert 0 <= x and 0 <= y and w > 0 and h > 0 and x + w <= 112 and y + h <= 112
 
 
 def test_tags_and_query_uniqueness(root):
@@ -83,15 +84,17 @@ def test_tags_and_query_uniqueness(root):
 
 def test_target_pixels_match_the_annotation(root):
     # the decoded frame shows the target's colour at the centre of its annotated box
+    m = read_manifest(root)
     for name, r in _records(root, "train").items():
         colour = _records(root, "train", "meta")[name]["attributes"]["colour"]
-        kept = [f for f in sample_frame_indices(56, 8.0) if r["st_frame"] - 1 <= f <= r["ed_frame"] - 1] or [r["st_frame"] - 1]
-        frames = decode_frames(root / "videos" / name, kept, (224, 224))
+        kept = [f for f in sample_frame_indices(m["num_frames"], m["fps"]) if r["st_frame"] - 1 <= f <= r["ed_frame"] - 1] or [r["st_frame"] - 1]
+        frames = decode_frames(root / "videos" / name, kept, (m["width"], m["height"]))
         for img, f in zip(frames, kept):
             x, y, w, h = r["bbox"][f - (r["st_frame"] - 1)]
             if w < h or h < w:  # clipped at the frame edge while crossing: centre not the shape's
                 continue
             px = img[y + h // 2, x + w // 2].astype(int)
+            # the lighting moves a channel by at most half its 64 peak-to-peak, h264 by a little more
             assert np.abs(px - PALETTE[colour]).max() < 60, (name, f, px, colour)
 
 
@@ -170,7 +173,8 @@ def test_occlusion_knob():
 
 
 def test_event_kinds_and_phrases():
-    scenes = _scenes(SynthConfig(), "train", 120)
+    assert {s["meta"]["event"] for s in _scenes(SynthConfig(), "train", 120)} == {"appear", "cross"}
+    scenes = _scenes(PRESETS["hard"], "train", 120)
     kinds = {s["meta"]["event"] for s in scenes}
     assert kinds == {"appear", "move", "cross"}
     for s in scenes:
@@ -216,14 +220,14 @@ def test_load_synthetic(root):
         assert len(samples) == COUNTS[split]
         for s in samples:
             r = recs[Path(s.video).name]
-            assert s.dataset == "synthetic" and s.fps == pytest.approx(8.0) and s.num_frames == 56
-            assert (s.width, s.height) == (224, 224) and s.query == r["English"]
+            assert s.dataset == "synthetic" and s.fps == pytest.approx(8.0) and s.num_frames == 32
+            assert (s.width, s.height) == (112, 112) and s.query == r["English"]
             assert s.span_frames == (r["st_frame"] - 1, r["ed_frame"] - 1)  # official 0-based convention
             x, y, w, h = r["bbox"][0]
             assert s.tube[r["st_frame"] - 1] == pytest.approx([x, y, x + w, y + h])
             assert {"small", "short", "occluded", "attributes", "n_distractors"} <= set(s.extras)
     clip = load_clip(samples[0])
-    assert clip.frames.shape == (14, 224, 224, 3)
+    assert clip.frames.shape == (8, 112, 112, 3)
 
 
 def test_load_synthetic_errors(tmp_path):
@@ -243,3 +247,27 @@ def test_ensure_synthetic_generates_once_and_refuses_a_foreign_folder(tmp_path):
     with pytest.raises(ValueError, match="no dataset.json"):
         ensure_synthetic(tmp_path / "other", 2, 1, 1)
     assert (tmp_path / "other" / "notes.txt").read_text() == "mine"  # nothing overwritten
+
+
+def test_lighting_encodes_x_y_and_time_in_r_g_b():
+    # an empty scene: the frames are the background plus the lighting ramp alone
+    cfg = SynthConfig(lighting=(64.0, 32.0, 16.0))
+    frames = synth.render_frames(cfg, []).astype(int)  # (N, H, W, 3)
+    bg = np.asarray(cfg.background)
+    assert frames.shape == (cfg.num_frames, cfg.height, cfg.width, 3)
+    # R rises left to right by ~64, G top to bottom by ~32, B first to last frame by ~16; each is flat along the others
+    assert frames[0, 0, -1, 0] - frames[0, 0, 0, 0] == pytest.approx(64, abs=1)
+    assert frames[0, -1, 0, 1] - frames[0, 0, 0, 1] == pytest.approx(32, abs=1)
+    assert frames[-1, 0, 0, 2] - frames[0, 0, 0, 2] == pytest.approx(16, abs=1)
+    assert (frames[:, :, :, 0] == frames[:1, :1, :, 0]).all() and (frames[:, :, :, 1] == frames[:1, :, :1, 1]).all()
+    assert np.abs(frames.mean(axis=(0, 1, 2)) - bg).max() <= 1  # centred on the background colour
+    flat = synth.render_frames(PRESETS["hard"], [])
+    assert (flat == np.asarray(PRESETS["hard"].background, np.uint8)).all()
+
+
+def test_presets_round_trip_and_hard_is_the_first_benchmark():
+    for cfg in PRESETS.values():
+        assert SynthConfig.from_dict(cfg.to_dict()) == cfg
+    hard = PRESETS["hard"]
+    assert (hard.width, hard.num_frames, hard.lighting, hard.p_occluded) == (224, 56, (0.0, 0.0, 0.0), 0.15)
+    assert (SynthConfig().width, SynthConfig().num_frames) == (112, 32)

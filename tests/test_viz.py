@@ -16,7 +16,7 @@ import pytest
 from matplotlib.figure import Figure
 
 from stvg_lab.data.sample import Sample
-from stvg_lab.data.synth import generate_synthetic, load_synthetic
+from stvg_lab.data.synth import PRESETS, generate_synthetic, load_synthetic
 from stvg_lab.geometry import box_iou
 from stvg_lab.metrics import evaluate
 from stvg_lab.viz import (
@@ -45,8 +45,10 @@ GREEN, BLUE, RED = COLOURS["gt"], COLOURS["think"], COLOURS["pred"]
 
 @pytest.fixture(scope="session")
 def synth_samples(tmp_path_factory) -> list[Sample]:
-    # 12 test clips at seed 0 hold 2 small, 2 short and 1 occluded target (checked below)
-    root = generate_synthetic(tmp_path_factory.mktemp("viz") / "synth", 0, 0, 12, seed=0, progress=False, workers=1)
+    # 12 test clips of the "hard" preset (224 px, 56 frames, occluders) at seed 0 hold 2 small, 2 short and
+    # 1 occluded target (checked below): every tag filter has something to show
+    root = generate_synthetic(tmp_path_factory.mktemp("viz") / "synth", 0, 0, 12, seed=0, config=PRESETS["hard"],
+                              progress=False, workers=1)
     return load_synthetic(root, "test")
 
 

@@ -11,7 +11,8 @@ per frame) and the paper's three failure modes (§B) as tagged knobs:
 * ``occluded``: an object of the target's colour and shape passes in front of it during the
   event ("occlusion-induced confusion"); the ground-truth box stays the full (amodal) box.
 
-Each video holds a target and 0-3 distractors on a plain dark background. Every object has
+Each video holds a target and 0-2 distractors (0-3 in the ``hard`` preset) on a dark background
+under a positional lighting ramp (``SynthConfig.lighting``; flat in ``hard``). Every object has
 four attributes a sentence names: size (small/large), colour, shape and motion (moves
 left/right/up/down, stays still). The query always names all four, e.g. "the small red
 circle that moves left"; distractors share some of them with the target but never all, so
@@ -58,7 +59,7 @@ from stvg_lab.data.sample import Sample
 
 logger = logging.getLogger(__name__)
 
-GENERATOR_VERSION = "1"
+GENERATOR_VERSION = "2"  # 2: the learnable defaults and positional lighting (1 is PRESETS["hard"])
 SPLITS = ("train", "val", "test")
 DATASET_NAME = "synthetic"
 
@@ -125,32 +126,35 @@ class Vocabulary:
 class SynthConfig:
     """Every knob of the generator; saved in ``dataset.json``.
 
-    Defaults aim at a tiny VLM on CPU: 224x224 frames (a multiple of 28, so
-    ``model_frame_size`` keeps them as they are and answer coordinates equal video pixels),
-    7 s at 8 fps (56 frames; 2 fps sampling keeps 14), objects 30-40 px ("large") or
-    16-20 px ("small"), motion 16-32 px/s (8-16 px between two sampled frames).
+    The defaults are the benchmark a from-scratch CPU stand-in can learn to ground in minutes
+    (measured in bench/LEARNING.md): 112x112 frames (a 4x4 grid of Qwen2.5-VL's 28-px tokens, so
+    answer coordinates equal video pixels), 4 s at 8 fps (32 frames; 2 fps sampling keeps 8),
+    objects 30-40 px ("large", 7-13 % of the frame) or 16-20 px ("small"), 0-2 distractors,
+    ``appear`` and ``cross`` events, and the positional ``lighting`` below.
+    :data:`PRESETS` ``["hard"]`` is the first version's harder benchmark (224 px, 7 s, ``move``
+    events, occluders, up to 3 distractors, flat lighting).
     ``target_vocabulary`` / ``distractor_vocabulary`` override ``vocabulary`` per split
     (see :func:`open_vocabulary_config`).
     """
 
-    width: int = 224
-    height: int = 224
+    width: int = 112
+    height: int = 112
     fps: float = 8.0
-    clip_seconds: float = 7.0
-    background: tuple[int, int, int] = (16, 16, 24)
+    clip_seconds: float = 4.0
+    background: tuple[int, int, int] = (48, 48, 56)  # mid-dark, so the lighting can go down as well as up
     large_px: tuple[int, int] = (30, 40)
     small_px: tuple[int, int] = (16, 20)
     speed_px_per_s: tuple[float, float] = (16.0, 32.0)
-    n_distractors: tuple[int, int] = (0, 3)
-    event_seconds: tuple[float, float] = (2.0, 4.5)
+    n_distractors: tuple[int, int] = (0, 2)
+    event_seconds: tuple[float, float] = (1.5, 3.0)
     short_event_seconds: tuple[float, float] = (0.5, 1.0)
     short_max_seconds: float = 1.0
     min_distractor_seconds: float = 1.5
     p_small: float = 0.2
-    p_short: float = 0.15
-    p_occluded: float = 0.15
+    p_short: float = 0.1
+    p_occluded: float = 0.0
     p_distractor_full: float = 0.5
-    event_weights: dict[str, float] = field(default_factory=lambda: {"appear": 0.5, "move": 0.3, "cross": 0.2})
+    event_weights: dict[str, float] = field(default_factory=lambda: {"appear": 0.7, "cross": 0.3})
     # how many of the four named attributes a distractor shares with the target (0..3)
     shared_weights: tuple[float, float, float, float] = (0.15, 0.3, 0.35, 0.2)
     templates: tuple[str, ...] = ("the {size} {colour} {shape} that {motion}", "find the {size} {colour} {shape} that {motion}")
@@ -158,6 +162,13 @@ class SynthConfig:
     target_vocabulary: dict[str, Vocabulary] = field(default_factory=dict)
     distractor_vocabulary: dict[str, Vocabulary] = field(default_factory=dict)
     margin_px: int = 4
+    # Additive "lighting" (0-255 units, peak to peak) that rises with x on R, with y on G and with
+    # time on B. Why: Qwen2.5-VL has only rotary positions (2-D RoPE in the vision tower, mRoPE
+    # in the LLM), which say how far apart two tokens are, never where one is. A real checkpoint
+    # learned absolute position from web-scale data; a stand-in trained from scratch on CPU does
+    # not, so without a positional cue in the pixels it cannot write absolute coordinates or
+    # frame indices (bench/LEARNING.md measures both settings). (0, 0, 0) draws flat frames.
+    lighting: tuple[float, float, float] = (64.0, 64.0, 64.0)
     codec: str = "libx264"
     crf: int = 18
 
@@ -199,6 +210,17 @@ class SynthConfig:
             if isinstance(value, list):
                 d[key] = tuple(value)
         return cls(**d)
+
+
+# Named configurations (``stvg-lab data synth --preset NAME``).
+PRESETS: dict[str, SynthConfig] = {
+    "default": SynthConfig(),
+    "hard": SynthConfig(
+        width=224, height=224, clip_seconds=7.0, background=(16, 16, 24), n_distractors=(0, 3),
+        event_seconds=(2.0, 4.5), p_short=0.15, p_occluded=0.15,
+        event_weights={"appear": 0.5, "move": 0.3, "cross": 0.2}, lighting=(0.0, 0.0, 0.0),
+    ),
+}
 
 
 def open_vocabulary_config(held_out: Mapping[str, Sequence[str]], base: SynthConfig | None = None) -> SynthConfig:
@@ -541,7 +563,22 @@ def render_frames(cfg: SynthConfig, objects: Sequence[_Object]) -> np.ndarray:
                 continue
             m = mask[y0 - y : y1 - y, x0 - x : x1 - x]
             frames[t, y0:y1, x0:x1][m] = colour
+    if any(cfg.lighting):
+        frames = _light(frames, cfg.lighting)
     return frames
+
+
+def _light(frames: np.ndarray, amplitude: Sequence[float]) -> np.ndarray:
+    """``frames`` (N, H, W, 3) uint8 plus the positional lighting of ``SynthConfig.lighting``."""
+    n, h, w, _ = frames.shape
+    ax, ay, at = (float(a) for a in amplitude)
+    ramp = lambda k: (np.arange(k, dtype=np.float32) + 0.5) / k - 0.5  # (k,) in (-0.5, 0.5)
+    light = (
+        ax * ramp(w)[None, None, :, None] * np.array([1, 0, 0], np.float32)
+        + ay * ramp(h)[None, :, None, None] * np.array([0, 1, 0], np.float32)
+        + at * ramp(n)[:, None, None, None] * np.array([0, 0, 1], np.float32)
+    )  # (N, H, W, 3) by broadcasting
+    return np.clip(frames.astype(np.float32) + light, 0, 255).round().astype(np.uint8)
 
 
 def pick_codec(preferred: str = "libx264") -> str:
@@ -620,7 +657,7 @@ def _write_json(path: Path, obj: Any) -> None:
 
 def generate_synthetic(
     out_dir: str | Path,
-    n_train: int = 300,
+    n_train: int = 3000,
     n_val: int = 50,
     n_test: int = 100,
     seed: int = 0,
@@ -714,7 +751,7 @@ def read_manifest(root: str | Path) -> dict[str, Any]:
 
 
 def ensure_synthetic(
-    root: str | Path, n_train: int = 300, n_val: int = 50, n_test: int = 100, seed: int = 0, *, progress: bool = False
+    root: str | Path, n_train: int = 3000, n_val: int = 50, n_test: int = 100, seed: int = 0, *, progress: bool = False
 ) -> Path:
     """The synthetic dataset at ``root``, generated (these counts, ``seed``) when it is missing.
 

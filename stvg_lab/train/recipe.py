@@ -98,6 +98,7 @@ class Recipe:
     max_grad_norm: float = 1.0
     precision: str = "auto"  # auto: bf16 on CUDA, fp32 on CPU
     gradient_checkpointing: bool = True  # GPU only; always off on CPU
+    train_vision_tower: bool = True  # False freezes the ViT (patch embedding and blocks); the merger and LLM still train
     save_steps: int = 100
     save_total_limit: int | None = None
     logging_steps: int = 1
@@ -354,14 +355,14 @@ def _checked(values: Mapping[str, Any], where: str) -> dict[str, Any]:
     return out
 
 
-def load_recipe(name_or_path: str | Path, **overrides: Any) -> Recipe:
-    """Read a recipe by shipped name (``"paper"``, ``"tiny_cpu"``) or YAML path, then apply ``overrides``.
+def _read_values(path: Path, seen: tuple[Path, ...]) -> dict[str, Any]:
+    """The checked fields of one recipe file, on top of those of the recipe it ``extends`` (if any).
 
-    Fields missing from the file take the :class:`Recipe` defaults. An unknown key raises
-    ValueError naming the key and the file (or ``overrides``); so does a value of the wrong
-    type or outside its allowed set.
+    ``extends: <name or path>`` lets a stage recipe (``tiny_cpu_grpo``) state only what differs
+    from its base; the run still records every field (:meth:`Recipe.save`).
     """
-    path = recipe_path(name_or_path)
+    if path.resolve() in seen:
+        raise ValueError(f"{path}: 'extends' forms a cycle ({' -> '.join(str(p) for p in seen)} -> {path})")
     try:
         raw = yaml.safe_load(path.read_text(encoding="utf-8"))
     except yaml.YAMLError as e:
@@ -370,7 +371,29 @@ def load_recipe(name_or_path: str | Path, **overrides: Any) -> Recipe:
         raw = {}
     if not isinstance(raw, Mapping):
         raise ValueError(f"{path}: a recipe must be a mapping of field: value, got {type(raw).__name__}")
-    values = _checked(raw, str(path))
+    raw = dict(raw)
+    base = raw.pop("extends", None)
+    values: dict[str, Any] = {}
+    if base is not None:
+        try:
+            base_path = recipe_path(base)
+        except FileNotFoundError as e:
+            raise ValueError(f"{path}: extends: {e}") from e
+        values = _read_values(base_path, (*seen, path.resolve()))
+        values.pop("name", None)
+    values.update(_checked(raw, str(path)))
+    return values
+
+
+def load_recipe(name_or_path: str | Path, **overrides: Any) -> Recipe:
+    """Read a recipe by shipped name (``"paper"``, ``"tiny_cpu"``) or YAML path, then apply ``overrides``.
+
+    Fields missing from the file take the :class:`Recipe` defaults. An unknown key raises
+    ValueError naming the key and the file (or ``overrides``); so does a value of the wrong
+    type or outside its allowed set.
+    """
+    path = recipe_path(name_or_path)
+    values = _read_values(path, ())
     values.update(_checked(overrides, f"overrides to {path}"))
     values.setdefault("name", path.stem)
     recipe = Recipe.__new__(Recipe)

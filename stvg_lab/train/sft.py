@@ -88,6 +88,23 @@ def load_for_training(path: str | Path, cuda: bool):
     return load_model(path, device="cpu", dtype=torch.bfloat16 if cuda else torch.float32, attn_implementation=attn)
 
 
+def freeze_vision_tower(model: Any) -> int:
+    """Stop gradients into the ViT of a Qwen2.5-VL (patch embedding and blocks, not the merger); returns the frozen count.
+
+    Why for the CPU stand-in: trained from scratch at the stand-in's lr, the ViT drifts to a
+    near-constant output (bench/LEARNING.md), so the LLM never learns to read it. A frozen random
+    ViT keeps the pixels' information (random features) while the merger learns the mapping into
+    the LLM, as real VLM fine-tuning often freezes the pretrained ViT.
+    """
+    visual = model.model.visual if hasattr(model, "model") and hasattr(model.model, "visual") else model.visual
+    frozen = 0
+    for name, param in visual.named_parameters():
+        if not name.startswith("merger."):
+            param.requires_grad_(False)
+            frozen += param.numel()
+    return frozen
+
+
 def _sft_trainer_class():
     from trl import SFTTrainer
 
@@ -147,6 +164,8 @@ def run_sft(recipe: Recipe, resume: bool = False, callbacks: Sequence[Any] = ())
     cuda = torch.cuda.is_available()
     model_path = resolve_model_path(recipe, run_dir)
     model, processor = load_for_training(model_path, cuda)
+    if not recipe.train_vision_tower:
+        logger.info("SFT %s: vision tower frozen (%d parameters)", recipe.name, freeze_vision_tower(model))
     samples = load_samples(recipe, recipe.train_split)
     dataset = build_sft_dataset(samples, recipe, ClipCache.from_recipe(recipe))
     args = sft_config(recipe, cuda)

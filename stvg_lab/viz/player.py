@@ -187,7 +187,7 @@ def load_player_samples(
     (``stvg_lab_player_synth_seed<seed>_n<n>``, reused while it exists; ``data_dir`` is
     ignored): the notebook's and the browser test's fast path. Otherwise ``data_dir`` is a
     dataset from :func:`stvg_lab.data.synth.generate_synthetic`; when it has no
-    ``dataset.json`` it is generated with the CLI's defaults (300/50/100 clips, seed 0).
+    ``dataset.json`` it is generated with the CLI's defaults (3000/50/100 clips, seed 0).
     """
     from stvg_lab.data.synth import SPLITS, ensure_synthetic, load_synthetic
 
@@ -201,7 +201,7 @@ def load_player_samples(
     else:
         if data_dir is None:
             raise ValueError("data_dir is None: give a synthetic dataset folder or pass small=True")
-        root = ensure_synthetic(data_dir, progress=True)  # the CLI's defaults (300/50/100 clips, seed 0) when missing
+        root = ensure_synthetic(data_dir, progress=True)  # the CLI's defaults (3000/50/100 clips, seed 0) when missing
     samples = load_synthetic(root, split)
     return samples if n is None else samples[: int(n)]
 

@@ -1,0 +1,106 @@
+"""The SFT checkpoint of the CPU stand-in that ships inside the package.
+
+    python bench/make_shipped_sft.py          # retrains it (~15 min on 2 cores) and replaces the shipped copy
+
+Why ship one: SFT that teaches the from-scratch stand-in to read the video takes thousands of
+steps (bench/LEARNING.md), longer than ``make demo`` should spend, so the demo starts GRPO and the
+ablations from this checkpoint, while ``stvg-lab demo --from-scratch`` trains it again with the
+same recipe. A checkpoint is only valid for the synthetic benchmark it was trained on:
+:func:`check_compatible` compares the generator version, config and seed recorded beside it
+(``provenance.json``) with the dataset's manifest and refuses a mismatch, naming the fields.
+Split sizes may differ: every clip is drawn from its own seeded stream, so a 300-clip train split
+is the first 300 clips of the 3,000-clip one and the test split is the same in both.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import uuid
+from pathlib import Path
+from typing import Any
+
+SHIPPED_DIR = Path(__file__).resolve().parent.parent / "assets" / "checkpoints"
+PROVENANCE = "provenance.json"
+# what a checkpoint directory needs to load (stvg_lab.model.load_model); optimizer state is not shipped
+_FILES = ("config.json", "generation_config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json",
+          "chat_template.jinja", "processor_config.json", "video_preprocessor_config.json", "preprocessor_config.json",
+          "stvg_tiny.json", "recipe.yaml")
+_DATA_KEYS = ("generator_version", "seed", "config")
+
+
+def shipped_checkpoint(name: str = "tiny_cpu_sft") -> Path:
+    """The folder of a shipped checkpoint; FileNotFoundError says how to make it when it is missing."""
+    path = SHIPPED_DIR / name
+    if not (path / PROVENANCE).is_file():
+        raise FileNotFoundError(f"no shipped checkpoint {name!r} in {SHIPPED_DIR}; make it with `python bench/make_shipped_sft.py`")
+    return path
+
+
+def read_provenance(checkpoint: str | Path) -> dict[str, Any]:
+    return json.loads((Path(checkpoint) / PROVENANCE).read_text())
+
+
+def check_compatible(checkpoint: str | Path, data_dir: str | Path) -> None:
+    """Raise ValueError unless ``data_dir``'s synthetic benchmark is the one ``checkpoint`` was trained on."""
+    from stvg_lab.data.synth import read_manifest
+
+    trained = read_provenance(checkpoint)["data"]
+    here = read_manifest(data_dir)
+    diff = [k for k in _DATA_KEYS if trained.get(k) != here.get(k)]
+    if diff:
+        fields = ", ".join(diff)
+        if "config" in diff:
+            changed = sorted(k for k in set(trained["config"]) | set(here["config"]) if trained["config"].get(k) != here["config"].get(k))
+            fields += f" (config fields: {', '.join(changed)})"
+        raise ValueError(
+            f"{checkpoint} was trained on a different synthetic benchmark than {data_dir}: {fields} differ; "
+            "generate the default dataset (`stvg-lab data synth`) or train SFT yourself (`stvg-lab demo --from-scratch`)"
+        )
+
+
+def _git_commit() -> str | None:
+    try:
+        out = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=True,
+                             cwd=Path(__file__).resolve().parent)
+        return out.stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return None
+
+
+def export_checkpoint(final_dir: str | Path, data_dir: str | Path, dest: str | Path, extra: dict[str, Any] | None = None) -> Path:
+    """Copy an SFT run's ``final/`` (weights, tokenizer, processor; no optimizer) to ``dest`` with ``provenance.json``.
+
+    Provenance: the run's recipe, the dataset's generator version/config/seed/counts, the git
+    commit, and ``extra`` (e.g. the command, wall time, final loss). Atomic: written beside
+    ``dest`` and renamed into place.
+    """
+    from stvg_lab.data.synth import read_manifest
+    from stvg_lab.train.recipe import load_recipe
+
+    final_dir, dest = Path(final_dir), Path(dest)
+    run_recipe = final_dir.parent / "recipe.yaml"
+    manifest = read_manifest(data_dir)
+    provenance = {
+        "recipe": load_recipe(run_recipe).to_dict() if run_recipe.is_file() else None,
+        "data": {k: manifest.get(k) for k in (*_DATA_KEYS, "counts")},
+        "git_commit": _git_commit(),
+        **(extra or {}),
+    }
+    tmp = dest.parent / f".{dest.name}.partial-{uuid.uuid4().hex[:8]}"
+    tmp.mkdir(parents=True)
+    try:
+        for name in _FILES:
+            if (final_dir / name).is_file():
+                shutil.copy2(final_dir / name, tmp / name)
+        if not (tmp / "model.safetensors").is_file() or not (tmp / "config.json").is_file():
+            raise FileNotFoundError(f"{final_dir} holds no model.safetensors/config.json; pass the final/ folder of an SFT run")
+        (tmp / PROVENANCE).write_text(json.dumps(provenance, indent=1, default=str) + "\n")
+        if dest.exists():
+            shutil.rmtree(dest)
+        tmp.rename(dest)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return dest

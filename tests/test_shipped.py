@@ -1,0 +1,69 @@
+"""The shipped SFT checkpoint: it is the tiny_cpu recipe's, it loads, it answers, and it refuses another benchmark."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+
+import pytest
+
+from stvg_lab.answer import parse_answer
+from stvg_lab.data.synth import SynthConfig, generate_synthetic, load_synthetic
+from stvg_lab.train.recipe import load_recipe
+from stvg_lab.train.shipped import check_compatible, export_checkpoint, read_provenance, shipped_checkpoint
+
+# may differ from tiny_cpu.yaml without changing the SFT model (bench/make_shipped_sft.py's list)
+BOOKKEEPING = {"name", "output_dir", "data", "save_steps", "save_total_limit", "logging_steps", "eval_split",
+               "init_from", "num_generations", "beta", "epsilon", "temperature", "max_completion_length",
+               "num_iterations", "loss_type", "scale_rewards", "lambda_k", "reward_variant", "use_vllm", "vllm_mode",
+               "vllm_gpu_memory_utilization", "log_completions"}
+
+
+def test_shipped_checkpoint_is_the_tiny_cpu_recipes():
+    # a change to tiny_cpu.yaml that changes SFT must come with a retrained checkpoint (bench/make_shipped_sft.py)
+    used = read_provenance(shipped_checkpoint())["recipe"]
+    want = load_recipe("tiny_cpu").to_dict()
+    diff = sorted(k for k in want if k not in BOOKKEEPING and used.get(k) != want[k])
+    assert diff == [], f"tiny_cpu.yaml and the shipped checkpoint disagree on {diff}"
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    return generate_synthetic(tmp_path_factory.mktemp("shipped") / "data", 2, 0, 2, seed=0, progress=False, workers=1)
+
+
+def test_shipped_checkpoint_loads_and_answers_in_format(data):
+    from stvg_lab.infer import predict
+    from stvg_lab.model import load_model
+
+    check_compatible(shipped_checkpoint(), data)  # the default benchmark at any split size
+    model, processor = load_model(shipped_checkpoint(), device="cpu")
+    samples = load_synthetic(data, "test")
+    preds = predict(model, processor, samples, fmt="compact", progress=False)
+    # greedy answers of the SFT'd stand-in parse (bench/LEARNING.md: 100 % on the test split)
+    assert [parse_answer(p.text, "compact").error for p in preds] == [None, None]
+
+
+def test_another_benchmark_is_refused_naming_the_fields(tmp_path):
+    other = generate_synthetic(tmp_path / "other", 1, 0, 0, seed=0, progress=False, workers=1,
+                               config=replace(SynthConfig(), width=224, height=224))
+    with pytest.raises(ValueError, match=r"config fields: height, width.*--from-scratch"):
+        check_compatible(shipped_checkpoint(), other)
+    seed1 = generate_synthetic(tmp_path / "seed1", 1, 0, 0, seed=1, progress=False, workers=1)
+    with pytest.raises(ValueError, match="seed"):
+        check_compatible(shipped_checkpoint(), seed1)
+
+
+def test_export_writes_provenance_and_nothing_half_done(tmp_path, data):
+    from stvg_lab.model import build_tiny_model
+
+    run = tmp_path / "run"
+    final = build_tiny_model(run / "final")
+    load_recipe("tiny_cpu").save(run / "recipe.yaml")
+    dest = export_checkpoint(final, data, tmp_path / "ship", {"command": "x"})
+    prov = json.loads((dest / "provenance.json").read_text())
+    assert prov["command"] == "x" and prov["recipe"]["name"] == "tiny_cpu" and prov["data"]["seed"] == 0
+    assert (dest / "model.safetensors").is_file() and not (dest / "optimizer.pt").exists()
+    with pytest.raises(FileNotFoundError, match="model.safetensors"):
+        export_checkpoint(tmp_path / "empty", data, tmp_path / "ship2")
+    assert not (tmp_path / "ship2").exists() and not list(tmp_path.glob(".ship2.partial-*"))
