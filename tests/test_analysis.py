@@ -24,7 +24,8 @@ from stvg_lab.analysis.open_vocab import (
 from stvg_lab.analysis.paper import paper_row, paper_variants
 from stvg_lab.analysis.scale import AREA_BINS, plot_scale, read_per_sample, scale_analysis
 from stvg_lab.analysis.tables import ablation_table, complexity_table, format_cell, mean_spread, results_table
-from stvg_lab.data.synth import MOTIONS, PALETTE, SHAPES, SIZES, SynthConfig, _motion_phrase, load_synthetic
+from stvg_lab.data.synth import MOTIONS, PALETTE, SHAPES, SIZES, SynthConfig, load_synthetic
+from stvg_lab.data.synth_scene import _motion_phrase
 
 FIXTURES = Path(__file__).parent / "fixtures" / "formats"
 METRICS = ("m_tIoU", "m_vIoU", "vIoU@0.3", "vIoU@0.5")
