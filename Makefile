@@ -23,8 +23,10 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet -e ".[dev]"
 	touch $(STAMP)
 
+# One torch thread here too: the stand-in is too small to gain from two, and a second OpenMP thread
+# beside anything else on 2 cores made a GRPO step ~2x slower (6 s vs ~3 s, bench/README.md).
 demo: $(STAMP)
-	$(BIN)/stvg-lab demo
+	OMP_NUM_THREADS=1 $(BIN)/stvg-lab demo
 
 # One torch thread: the tests run model forwards beside notebook kernels and a browser on 2
 # cores, where two threads per process oversubscribe the CPU (a training step measured 10x slower).

@@ -89,6 +89,10 @@ def _cell(values: list[float]) -> str:
     return f"{statistics.mean(pct):.1f} ± {statistics.pstdev(pct):.1f}"
 
 
+def _sft_time(result: dict) -> str:
+    return "reused (--sft-run)" if result["times"]["sft_s"] < 1 else f"{result['times']['sft_s']:.0f}"
+
+
 def table(root: Path) -> str:
     results = [json.loads(p.read_text()) for p in sorted(root.glob("seed*/result.json"))]
     if not results:
@@ -102,7 +106,7 @@ def table(root: Path) -> str:
         for tube in ("pred", "think"):
             cells += [_cell([v.get(f"{tube}_{m}", 0.0) for v in vals]) for m in METRICS]
         gaps = [r["reliance"][row]["gap"] for r in results if row in r["reliance"]]
-        cells.append(f"{statistics.mean(gaps):+.4f}" if gaps else "–")
+        cells.append(f"{statistics.mean(gaps):+.1e}" if gaps else "–")
         lines.append(f"| {row} | " + " | ".join(cells) + " |")
     for name, b in results[0]["baselines"].items():
         lines.append(f"| baseline: {name} | – | " + " | ".join(f"{100 * b[m]:.1f}" for m in METRICS) + " |" + " – |" * (len(METRICS) + 1))
@@ -113,7 +117,7 @@ def table(root: Path) -> str:
                   + ", ".join(f"{a:.3f} → {b:.3f}" for a, b in zip(first, last))
                   + f"; frac_reward_zero_std {statistics.mean(r['grpo_reward']['frac_reward_zero_std'] for r in results):.2f}",
               "Wall time per seed (s): " + ", ".join(
-                  f"seed {r['seed']}: SFT {r['times']['sft_s']:.0f}, GRPO {r['times']['grpo_s']:.0f}, eval {r['times']['eval_s']:.0f}" for r in results)]
+                  f"seed {r['seed']}: SFT {_sft_time(r)}, GRPO {r['times']['grpo_s']:.0f}, eval {r['times']['eval_s']:.0f}" for r in results)]
     return "\n".join(lines)
 
 
