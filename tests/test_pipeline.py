@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from stvg_lab.pipeline import DemoConfig, run_demo
 
 
@@ -11,7 +13,8 @@ def test_quick_demo_writes_the_report_and_a_rerun_is_cached(tmp_path):
     cfg = DemoConfig(out_dir=tmp_path / "demo", data_dir=tmp_path / "data", quick=True)
     report = run_demo(cfg)
     text = report.read_text()
-    for heading in ("Untrained vs SFT vs SFT + GRPO", "Reduced ablation grid", "Object scale", "Wall time"):
+    for heading in ("Untrained vs SFT vs SFT + GRPO", "Does the model read the video?", "Reduced ablation grid",
+                    "Object scale", "Wall time"):
         assert heading in text
     for row in ("untrained stand-in", "SFT + GRPO", "baseline: whole video + mean box", "baseline: gt span + mean box"):
         assert row in text
@@ -23,3 +26,22 @@ def test_quick_demo_writes_the_report_and_a_rerun_is_cached(tmp_path):
     finals = sorted(p.stat().st_mtime for p in cfg.out_dir.rglob("final/model.safetensors"))
     run_demo(cfg)
     assert sorted(p.stat().st_mtime for p in cfg.out_dir.rglob("final/model.safetensors")) == finals
+
+
+def test_default_demo_starts_from_the_shipped_checkpoint(tmp_path):
+    from dataclasses import replace
+
+    from stvg_lab.data.synth import SynthConfig, generate_synthetic
+    from stvg_lab.pipeline import _sft
+    from stvg_lab.train.shipped import shipped_checkpoint
+
+    data = generate_synthetic(tmp_path / "data", 2, 0, 2, seed=0, progress=False, workers=1)
+    cfg = DemoConfig(out_dir=tmp_path / "demo", data_dir=data)
+    assert cfg.from_scratch is False
+    final, base = _sft(cfg)
+    assert final == shipped_checkpoint() and (base / "config.json").is_file()  # the untrained row: same recipe, same seed
+    assert not (cfg.out_dir / "sft" / "final").exists()  # nothing trained
+    other = generate_synthetic(tmp_path / "other", 2, 0, 2, seed=0, progress=False, workers=1,
+                               config=replace(SynthConfig(), clip_seconds=5.0))
+    with pytest.raises(ValueError, match="clip_seconds"):
+        _sft(DemoConfig(out_dir=tmp_path / "demo2", data_dir=other))
