@@ -22,12 +22,6 @@ from pathlib import Path
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-# fields that may differ between the shipped run and a from-scratch one without changing the SFT model:
-# bookkeeping, and the GRPO-only fields (tiny_cpu_grpo sets its own)
-_BOOKKEEPING = {"name", "output_dir", "data", "save_steps", "save_total_limit", "logging_steps", "eval_split",
-                "init_from", "num_generations", "beta", "epsilon", "temperature", "max_completion_length",
-                "num_iterations", "loss_type", "scale_rewards", "lambda_k", "reward_variant", "use_vllm", "vllm_mode",
-                "vllm_gpu_memory_utilization", "log_completions"}
 
 
 def main() -> None:
@@ -42,7 +36,7 @@ def main() -> None:
 
     from stvg_lab.data.synth import ensure_synthetic
     from stvg_lab.train.recipe import load_recipe
-    from stvg_lab.train.shipped import SHIPPED_DIR, export_checkpoint
+    from stvg_lab.train.shipped import SHIPPED_DIR, export_checkpoint, sft_recipe_differences
     from stvg_lab.train.sft import run_sft
 
     ensure_synthetic(args.data, 3000, 50, 100, seed=0, progress=True)
@@ -51,7 +45,7 @@ def main() -> None:
     if args.from_run:
         run_dir = Path(args.from_run)
         used = load_recipe(run_dir / "recipe.yaml")
-        diff = sorted(k for k, v in shipped.to_dict().items() if k not in _BOOKKEEPING and used.to_dict()[k] != v)
+        diff = sft_recipe_differences(used.to_dict(), shipped.to_dict())
         if diff:
             sys.exit(f"{run_dir}/recipe.yaml differs from tiny_cpu in {diff}; retrain without --from-run")
         wall = None

@@ -10,21 +10,21 @@ import pytest
 from stvg_lab.answer import parse_answer
 from stvg_lab.data.synth import SynthConfig, generate_synthetic, load_synthetic
 from stvg_lab.train.recipe import load_recipe
-from stvg_lab.train.shipped import check_compatible, export_checkpoint, read_provenance, shipped_checkpoint
+from stvg_lab.train.shipped import (
+    check_compatible,
+    export_checkpoint,
+    read_provenance,
+    sft_recipe_differences,
+    shipped_checkpoint,
+)
 
-# may differ from tiny_cpu.yaml without changing the SFT model (bench/make_shipped_sft.py's list)
-BOOKKEEPING = {"name", "output_dir", "data", "save_steps", "save_total_limit", "logging_steps", "eval_split",
-               "init_from", "num_generations", "beta", "epsilon", "temperature", "max_completion_length",
-               "num_iterations", "loss_type", "scale_rewards", "lambda_k", "reward_variant", "use_vllm", "vllm_mode",
-               "vllm_gpu_memory_utilization", "log_completions"}
 
 
 def test_shipped_checkpoint_is_the_tiny_cpu_recipes():
     # a change to tiny_cpu.yaml that changes SFT must come with a retrained checkpoint (bench/make_shipped_sft.py)
-    used = read_provenance(shipped_checkpoint())["recipe"]
-    want = load_recipe("tiny_cpu").to_dict()
-    diff = sorted(k for k in want if k not in BOOKKEEPING and used.get(k) != want[k])
+    diff = sft_recipe_differences(read_provenance(shipped_checkpoint())["recipe"], load_recipe("tiny_cpu").to_dict())
     assert diff == [], f"tiny_cpu.yaml and the shipped checkpoint disagree on {diff}"
+    assert sft_recipe_differences({"learning_rate": 1.0, "beta": 9.0}, {"learning_rate": 2.0, "beta": 0.0}) == ["learning_rate"]
 
 
 @pytest.fixture(scope="module")

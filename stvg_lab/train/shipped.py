@@ -28,6 +28,19 @@ _FILES = ("config.json", "generation_config.json", "model.safetensors", "tokeniz
           "chat_template.jinja", "processor_config.json", "video_preprocessor_config.json", "preprocessor_config.json",
           "stvg_tiny.json", "recipe.yaml")
 _DATA_KEYS = ("generator_version", "seed", "config")
+# Recipe fields that may differ between the shipped SFT run and a retraining without changing the
+# SFT model: bookkeeping, and the GRPO-only fields (tiny_cpu_grpo sets its own).
+NOT_SFT_FIELDS = frozenset({
+    "name", "output_dir", "data", "save_steps", "save_total_limit", "logging_steps", "eval_split", "init_from",
+    "num_generations", "beta", "epsilon", "temperature", "max_completion_length", "num_iterations", "loss_type",
+    "scale_rewards", "lambda_k", "reward_variant", "use_vllm", "vllm_mode", "vllm_gpu_memory_utilization",
+    "log_completions",
+})
+
+
+def sft_recipe_differences(used: dict[str, Any], recipe: dict[str, Any]) -> list[str]:
+    """Fields (outside :data:`NOT_SFT_FIELDS`) where a run's recipe ``used`` differs from ``recipe``."""
+    return sorted(k for k in recipe if k not in NOT_SFT_FIELDS and used.get(k) != recipe[k])
 
 
 def shipped_checkpoint(name: str = "tiny_cpu_sft") -> Path:
