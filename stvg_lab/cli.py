@@ -3,7 +3,7 @@
     stvg-lab demo                     # the main job: the whole recipe on the synthetic default
     stvg-lab data synth --out data/synthetic --n-train 3000 --seed 0
     stvg-lab train sft --recipe tiny_cpu --out runs/sft
-    stvg-lab train grpo --recipe tiny_cpu --init-from runs/sft/final --out runs/grpo
+    stvg-lab train grpo --recipe tiny_cpu_grpo --init-from runs/sft/final --out runs/grpo
     stvg-lab evaluate --model runs/grpo/final --data data/synthetic --split test --out runs/eval
 
 Each sub-command is a thin shell over a function of the package, so notebooks call the same

@@ -194,3 +194,12 @@ def test_extends_errors_name_the_file(tmp_path):
     (tmp_path / "e.yaml").write_text("no_such_field: 1\n")
     with pytest.raises(ValueError, match="no_such_field"):
         load_recipe(tmp_path / "d.yaml")
+
+
+def test_train_commands_default_to_their_stage_recipe():
+    import argparse
+
+    from stvg_lab.train.recipe import add_recipe_arguments
+
+    defaults = {stage: add_recipe_arguments(argparse.ArgumentParser(), stage).parse_args([]).recipe for stage in ("sft", "grpo")}
+    assert defaults == {"sft": "tiny_cpu", "grpo": "tiny_cpu_grpo"}

@@ -426,7 +426,9 @@ def add_recipe_arguments(parser: argparse.ArgumentParser, stage: str) -> argpars
 
     Lives here, not beside the trainers, so that building the CLI's parser imports no trainer.
     """
-    parser.add_argument("--recipe", default="tiny_cpu", help="a shipped recipe name (paper, tiny_cpu) or a YAML path")
+    default = "tiny_cpu_grpo" if stage == "grpo" else "tiny_cpu"
+    parser.add_argument("--recipe", default=default,
+                        help=f"a shipped recipe name (paper, tiny_cpu, tiny_cpu_grpo) or a YAML path (default: {default})")
     parser.add_argument("--out", default=None, help="run directory (default: the recipe's output_dir)")
     parser.add_argument("--data", default=None, help="dataset folder (default: the recipe's data)")
     if stage == "grpo":
