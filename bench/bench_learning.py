@@ -33,10 +33,11 @@ def run_seed(args: argparse.Namespace) -> dict:
     from stvg_lab.data.synth import ensure_synthetic, load_synthetic
     from stvg_lab.evaluate import evaluate_model
     from stvg_lab.train.grpo import run_grpo
+    from stvg_lab.train.logging import read_log
     from stvg_lab.train.recipe import load_recipe
     from stvg_lab.train.sft import run_sft
 
-    ensure_synthetic(args.data, 3000, 50, 100, seed=0, progress=True)
+    ensure_synthetic(args.data, progress=True)  # the default benchmark (3,000/50/100 clips, seed 0)
     out = Path(args.root) / f"seed{args.seed}"
     times: dict[str, float] = {}
     t0 = time.time()
@@ -70,7 +71,7 @@ def run_seed(args: argparse.Namespace) -> dict:
         if name != "untrained":
             result["reliance"][name] = video_reliance(ckpt, val, fmt)
     times["eval_s"] = time.time() - t0
-    grpo_log = [json.loads(line) for line in (grpo_dir / "log.jsonl").read_text().splitlines() if '"reward"' in line]
+    grpo_log = [r for r in read_log(grpo_dir) if "reward" in r]
     k = max(1, len(grpo_log) // 5)  # first and last fifth of the logged steps
     result["grpo_reward"] = {
         "first": statistics.mean(float(r["reward"]) for r in grpo_log[:k]),

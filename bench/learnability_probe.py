@@ -51,6 +51,7 @@ def main() -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     from stvg_lab.data.synth import load_synthetic
     from stvg_lab.evaluate import evaluate_model
+    from stvg_lab.train.logging import read_log
     from stvg_lab.train.recipe import load_recipe
     from stvg_lab.train.sft import run_sft
 
@@ -70,7 +71,7 @@ def main() -> None:
     final = run_sft(recipe)
     train_s = time.time() - t0
     params = json.loads((run_dir / "base" / "stvg_tiny.json").read_text())["parameters"]
-    logs = [json.loads(line) for line in (run_dir / "log.jsonl").read_text().splitlines() if line.strip()]
+    logs = read_log(run_dir)
     losses = [r["loss"] for r in logs if "loss" in r]
     accs = [r["mean_token_accuracy"] for r in logs if "mean_token_accuracy" in r]
 

@@ -35,11 +35,12 @@ def main() -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
 
     from stvg_lab.data.synth import ensure_synthetic
+    from stvg_lab.train.logging import read_log
     from stvg_lab.train.recipe import load_recipe
     from stvg_lab.train.shipped import SHIPPED_DIR, export_checkpoint, sft_recipe_differences
     from stvg_lab.train.sft import run_sft
 
-    ensure_synthetic(args.data, 3000, 50, 100, seed=0, progress=True)
+    ensure_synthetic(args.data, progress=True)  # the default benchmark (3,000/50/100 clips, seed 0)
     shipped = load_recipe("tiny_cpu")
     t0 = time.time()
     if args.from_run:
@@ -55,8 +56,7 @@ def main() -> None:
         run_dir = Path(args.out)
         run_sft(shipped.replace(data=args.data, output_dir=str(run_dir)))
         wall = round(time.time() - t0, 1)
-    logs = [json.loads(line) for line in (run_dir / "log.jsonl").read_text().splitlines() if line.strip()]
-    losses = [r["loss"] for r in logs if "loss" in r]
+    losses = [r["loss"] for r in read_log(run_dir) if "loss" in r]
     extra = {
         "command": "OMP_NUM_THREADS=1 .venv/bin/python bench/make_shipped_sft.py" + (f" --from-run {args.from_run}" if args.from_run else ""),
         "train_wall_s": wall,
