@@ -42,6 +42,8 @@ def main() -> None:
     ap.add_argument("--batch", type=int, default=4)
     ap.add_argument("--eval", type=int, default=16)
     ap.add_argument("--max-new-tokens", type=int, default=None)
+    ap.add_argument("--rope-theta", type=float, default=None, help="default tiny_cpu's (10); rounds 1-2 of LEARNING.md ran at 1e6")
+    ap.add_argument("--model", default="tiny", help="start from this checkpoint (e.g. position_probe --save's final/) instead of a fresh stand-in")
     ap.add_argument("--freeze-vision", action="store_true", help="recipe train_vision_tower=false")
     args = ap.parse_args()
 
@@ -60,9 +62,10 @@ def main() -> None:
         intermediate_size=args.intermediate or 2 * args.hidden, vision_hidden_size=args.vision_hidden,
         vision_intermediate_size=2 * args.vision_hidden,
     )
+    size["rope_theta"] = args.rope_theta or load_recipe("tiny_cpu").tiny_model["rope_theta"]
     run_dir = Path(args.root) / args.name
     recipe = load_recipe(
-        "tiny_cpu", data=args.data, output_dir=str(run_dir), tiny_model=size, answer_format=args.format,
+        "tiny_cpu", data=args.data, output_dir=str(run_dir), model=args.model, tiny_model=size, answer_format=args.format,
         think_target=args.think_target, learning_rate=args.lr, warmup_ratio=args.warmup, max_steps=args.steps,
         per_device_batch_size=args.batch, save_steps=10_000, logging_steps=20, torch_threads=1,
         train_vision_tower=not args.freeze_vision,
@@ -70,7 +73,8 @@ def main() -> None:
     t0 = time.time()
     final = run_sft(recipe)
     train_s = time.time() - t0
-    params = json.loads((run_dir / "base" / "stvg_tiny.json").read_text())["parameters"]
+    base = run_dir / "base" if args.model == "tiny" else Path(args.model).parent / "base"
+    params = json.loads((base / "stvg_tiny.json").read_text())["parameters"]
     logs = read_log(run_dir)
     losses = [r["loss"] for r in logs if "loss" in r]
     accs = [r["mean_token_accuracy"] for r in logs if "mean_token_accuracy" in r]

@@ -235,6 +235,12 @@ class TinySize:
     vision_depth: int = 2
     vision_num_heads: int = 2
     vision_intermediate_size: int = 64
+    # Qwen2.5-VL's 1e6. mRoPE gives the LLM's h and w bands the lowest rotary frequencies
+    # (theta^(-2i/head_dim) for the last 3/4 of i), so at 1e6 two video tokens one cell apart differ
+    # by < 0.03 rad: the position of a video token is invisible to the LLM. A real checkpoint learned
+    # absolute position at web scale anyway; a from-scratch stand-in does not (bench/position_probe.py,
+    # LEARNING.md round 3), so tiny_cpu.yaml sets a small theta.
+    rope_theta: float = 1_000_000.0
 
 
 def mrope_section(head_dim: int) -> list[int]:
@@ -243,6 +249,22 @@ def mrope_section(head_dim: int) -> list[int]:
     t = half // 4
     h = (half - t) // 2
     return [t, h, half - t - h]
+
+
+def mrope_band_frequencies(head_dim: int, theta: float) -> dict[str, tuple[float, float]]:
+    """Rotary frequencies (radians per position step, ``(highest, lowest)``) of mRoPE's t, h and w bands.
+
+    RoPE's i-th pair turns by ``theta^(-2i/head_dim)`` per position; :func:`mrope_section` hands the
+    first pairs (highest frequencies) to time and the rest to height, then width. Video tokens one
+    grid cell apart differ by one position on h or w, so ``highest`` of those bands is the most a
+    query can tell two neighbouring cells apart by rotation.
+    """
+    freqs = [theta ** (-2 * i / head_dim) for i in range(head_dim // 2)]
+    out, start = {}, 0
+    for name, n in zip("thw", mrope_section(head_dim)):
+        out[name] = (freqs[start], freqs[start + n - 1])
+        start += n
+    return out
 
 
 def tiny_config(tokenizer: Qwen2Tokenizer, size: TinySize = TinySize()) -> Qwen2_5_VLConfig:
@@ -263,7 +285,7 @@ def tiny_config(tokenizer: Qwen2Tokenizer, size: TinySize = TinySize()) -> Qwen2
         num_key_value_heads=size.num_key_value_heads,
         max_position_embeddings=32768,
         rms_norm_eps=1e-6,
-        rope_parameters={"rope_type": "default", "rope_theta": 1000000.0, "mrope_section": mrope_section(head_dim)},
+        rope_parameters={"rope_type": "default", "rope_theta": float(size.rope_theta), "mrope_section": mrope_section(head_dim)},
         bos_token_id=ids["<|endoftext|>"],
         eos_token_id=ids["<|im_end|>"],
         pad_token_id=ids["<|endoftext|>"],
@@ -297,7 +319,7 @@ def count_parameters(model: torch.nn.Module) -> int:
     return sum(p.numel() for p in {id(p): p for p in model.parameters()}.values())
 
 
-def build_tiny_model(output_dir: str | Path, vocab: str = "bpe", seed: int = 0, **size: int) -> Path:
+def build_tiny_model(output_dir: str | Path, vocab: str = "bpe", seed: int = 0, **size: float) -> Path:
     """Write the randomly initialised CPU stand-in to ``output_dir`` and return the path.
 
     ``size`` overrides :class:`TinySize` fields (e.g. ``hidden_size=128``). The directory holds

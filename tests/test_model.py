@@ -22,7 +22,10 @@ from stvg_lab.model import (
     count_parameters,
     generation_kwargs,
     load_model,
+    mrope_band_frequencies,
     mrope_section,
+    TinySize,
+    tiny_config,
     qwen_vocab_dir,
     train_bpe_tokenizer,
     bpe_corpus,
@@ -93,6 +96,27 @@ MROPE_CASES = [
 @pytest.mark.parametrize("head_dim, expected", MROPE_CASES)
 def test_mrope_section(head_dim, expected):
     assert mrope_section(head_dim) == expected
+
+
+# (head_dim, rope_theta, band, (highest, lowest) radians per position step)
+MROPE_BAND_CASES = [
+    (32, 1e6, "t", (1.0, 0.0750)),
+    (32, 1e6, "w", (1.78e-4, 2.37e-6)),  # the stand-in at Qwen's theta: neighbouring cells look alike
+    (128, 1e6, "w", (1.78e-4, 1.24e-6)),  # Qwen2.5-VL-7B: the same weak width band
+    (32, 10.0, "h", (0.562, 0.274)),  # tiny_cpu.yaml: a 4x4 grid spans ~1-2 rad
+    (32, 10.0, "w", (0.237, 0.115)),
+]
+
+
+@pytest.mark.parametrize("head_dim, theta, band, expected", MROPE_BAND_CASES)
+def test_mrope_band_frequencies(head_dim, theta, band, expected):
+    assert mrope_band_frequencies(head_dim, theta)[band] == pytest.approx(expected, rel=1e-2)
+
+
+def test_rope_theta_is_a_size_knob():
+    tok = build_tokenizer("bpe")
+    assert tiny_config(tok).text_config.rope_parameters["rope_theta"] == 1e6  # Qwen2.5-VL's
+    assert tiny_config(tok, TinySize(rope_theta=10.0)).text_config.rope_parameters["rope_theta"] == 10.0
 
 
 def test_build_tiny_model_rejects_unknown_knob(tmp_path):

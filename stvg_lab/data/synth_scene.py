@@ -339,11 +339,11 @@ def render_frames(cfg: SynthConfig, objects: Sequence[_Object]) -> np.ndarray:
             m = mask[y0 - y : y1 - y, x0 - x : x1 - x]
             frames[t, y0:y1, x0:x1][m] = colour
     if any(cfg.lighting):
-        frames = _light(frames, cfg.lighting)
+        frames = apply_lighting(frames, cfg.lighting)
     return frames
 
 
-def _light(frames: np.ndarray, amplitude: Sequence[float]) -> np.ndarray:
+def apply_lighting(frames: np.ndarray, amplitude: Sequence[float]) -> np.ndarray:
     """``frames`` (N, H, W, 3) uint8 plus the positional lighting of ``SynthConfig.lighting``."""
     n, h, w, _ = frames.shape
     ax, ay, at = (float(a) for a in amplitude)
