@@ -24,6 +24,33 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 
+def frame_box_reliance(checkpoint, samples, seed: int = 0) -> dict:
+    """Own vs swapped-video loss of the ``aux_frame_boxes`` rows (``frame_box_row``) of ``samples``, batches of 8."""
+    import numpy as np
+    import torch
+
+    from stvg_lab.model import build_model_inputs, load_model
+    from stvg_lab.train.dataset import ClipCache, frame_box_row
+
+    model, processor = load_model(checkpoint)
+    model.eval()
+    cache, rng = ClipCache(), np.random.default_rng(seed)
+    rows = [(cache.get(s).frames, *frame_box_row(s, cache.get(s), rng)) for s in samples]
+
+    def loss(swap: bool) -> float:
+        out = []
+        for i in range(0, len(rows), 8):
+            batch = rows[i : i + 8]
+            frames = [f for f, _, _ in batch]
+            frames = frames[1:] + frames[:1] if swap else frames
+            out.append(float(model(**build_model_inputs(processor, frames, [p for _, p, _ in batch], [a for _, _, a in batch])).loss))
+        return sum(out) / len(out)
+
+    with torch.no_grad():
+        own, swapped = loss(False), loss(True)
+    return {"own": own, "swapped": swapped, "gap": swapped - own, "n": len(rows)}
+
+
 def main() -> None:
     """Parse the flags, train, evaluate, append one result line."""
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -44,6 +71,7 @@ def main() -> None:
     ap.add_argument("--max-new-tokens", type=int, default=None)
     ap.add_argument("--rope-theta", type=float, default=None, help="default tiny_cpu's (10); rounds 1-2 of LEARNING.md ran at 1e6")
     ap.add_argument("--model", default="tiny", help="start from this checkpoint (e.g. position_probe --save's final/) instead of a fresh stand-in")
+    ap.add_argument("--aux-frame-boxes", action="store_true", help="recipe aux_frame_boxes=true (one 'box in frame k' row per sample)")
     ap.add_argument("--freeze-vision", action="store_true", help="recipe train_vision_tower=false")
     args = ap.parse_args()
 
@@ -51,6 +79,7 @@ def main() -> None:
 
     torch.set_num_threads(1)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    from stvg_lab.analysis.reliance import video_reliance
     from stvg_lab.data.synth import load_synthetic
     from stvg_lab.evaluate import evaluate_model
     from stvg_lab.train.logging import read_log
@@ -68,7 +97,7 @@ def main() -> None:
         "tiny_cpu", data=args.data, output_dir=str(run_dir), model=args.model, tiny_model=size, answer_format=args.format,
         think_target=args.think_target, learning_rate=args.lr, warmup_ratio=args.warmup, max_steps=args.steps,
         per_device_batch_size=args.batch, save_steps=10_000, logging_steps=20, torch_threads=1,
-        train_vision_tower=not args.freeze_vision,
+        train_vision_tower=not args.freeze_vision, aux_frame_boxes=args.aux_frame_boxes,
     )
     t0 = time.time()
     final = run_sft(recipe)
@@ -91,6 +120,10 @@ def main() -> None:
         "final_loss": losses[-1] if losses else None, "final_token_acc": accs[-1] if accs else None,
         "parse_rate": 1 - m["parse_failure_rate"], "m_tIoU": m["pred"]["m_tIoU"], "m_vIoU": m["pred"]["m_vIoU"],
         "eval_s": round(time.time() - t1, 1),
+        # own vs swapped-video answer loss on the same val clips (stvg_lab.analysis.reliance)
+        "reliance": video_reliance(final, val, args.format, think_target=args.think_target),
+        # the same control on the auxiliary "box in frame k" question (asked of every run)
+        "frame_box_reliance": frame_box_reliance(final, val),
         "baselines": {k: {"m_tIoU": v["m_tIoU"], "m_vIoU": v["m_vIoU"]} for k, v in (m.get("baselines") or {}).items()},
     }
     with open(Path(args.root) / "results.jsonl", "a", encoding="utf-8") as f:

@@ -5,6 +5,8 @@ Run (one torch thread, ~0.18 s/step; LEARNING.md "Round 3" has the table these c
     OMP_NUM_THREADS=1 .venv/bin/python bench/position_probe.py --name colour --task colour --steps 300 --rope-theta 1e6
     OMP_NUM_THREADS=1 .venv/bin/python bench/position_probe.py --name cell_t1e6 --task cell --steps 1200 --rope-theta 1e6
     OMP_NUM_THREADS=1 .venv/bin/python bench/position_probe.py --name cell_t10 --task cell --steps 1200
+    OMP_NUM_THREADS=1 .venv/bin/python bench/position_probe.py --name pre_dark --task cell --light 0 --steps 1500 --save
+    OMP_NUM_THREADS=1 .venv/bin/python bench/position_probe.py --name after_sft --task cell --light 0 --checkpoint bench/out/learning/P_dark/final
 
 The full task mixes reading the video with writing ~230 tokens; this strips it to one static scene
 (8 frames of 112x112, one 24-px square, optional distractors) and a 1-3 token answer, so a run takes
@@ -83,6 +85,7 @@ def main() -> None:
     ap.add_argument("--batch", type=int, default=8)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--root", default="bench/out/position")
+    ap.add_argument("--checkpoint", default=None, help="only score this checkpoint (e.g. an SFT run's final/) on the task's held-out scenes")
     ap.add_argument("--save", action="store_true", help="save the trained model to <root>/<name>/final (a start for learnability_probe --model)")
     args = ap.parse_args()
 
@@ -96,8 +99,10 @@ def main() -> None:
     run = Path(args.root) / args.name
     size = load_recipe("tiny_cpu").tiny_model
     theta = args.rope_theta or size["rope_theta"]
-    base = build_tiny_model(run / "base", seed=args.seed, **{**size, "rope_theta": theta})
-    model, processor = load_model(base)
+    if args.checkpoint:  # score only: did a later training stage keep what this probe measures?
+        model, processor = load_model(args.checkpoint)
+    else:
+        model, processor = load_model(build_tiny_model(run / "base", seed=args.seed, **{**size, "rope_theta": theta}))
     opt = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=0.01)
     rng = np.random.default_rng(args.seed)
     held_out = [scene(np.random.default_rng(10_000 + i), args.task, args.light, args.distractors) for i in range(64)]
@@ -120,6 +125,10 @@ def main() -> None:
         model.train()
         return {"own": round(own, 4), "swapped": round(swapped, 4), "gap": round(swapped - own, 4), "exact": hits / 32}
 
+    if args.checkpoint:
+        print(json.dumps({"name": args.name, "checkpoint": args.checkpoint, "task": args.task, "light": args.light,
+                          "distractors": args.distractors, **evaluate()}))
+        return
     run.mkdir(parents=True, exist_ok=True)
     log = (run.parent / f"{args.name}.jsonl").open("w", encoding="utf-8")
     model.train()

@@ -22,6 +22,7 @@ from stvg_lab.train.dataset import (
     ClipCache,
     build_grpo_dataset,
     build_sft_dataset,
+    frame_box_row,
     clip_layout,
     load_samples,
     sft_target,
@@ -30,7 +31,7 @@ from stvg_lab.train.dataset import (
 from stvg_lab.train.logging import JsonlLogCallback, read_log
 from stvg_lab.train.recipe import load_recipe
 from stvg_lab.train.sft import run_sft
-from stvg_lab.video import reward_columns
+from stvg_lab.video import reward_columns, tube_to_model
 
 # ---------------------------------------------------------------- think target (no video needed)
 
@@ -109,6 +110,20 @@ def test_grid_think_target_gives_a_think_reward(think_target, think_reward_posit
     assert (scores["think"] > 0.1) is think_reward_positive
 
 
+# (which kept frame the rng picks, prompt's last line, answer): span 1-2 of 4 kept frames, boxes as PRED
+FRAME_BOX_CASES = [
+    ("first", "Give only its box in frame 1 of 0-3 as [x1,y1,x2,y2].", "[30,30,90,75]"),
+    ("last", "Give only its box in frame 2 of 0-3 as [x1,y1,x2,y2].", "[60,30,120,75]"),
+]
+
+
+@pytest.mark.parametrize("pick, instruction, answer", FRAME_BOX_CASES)
+def test_frame_box_row(pick, instruction, answer):
+    rng = SimpleNamespace(integers=lambda lo, hi: lo if pick == "first" else hi - 1)  # hi is exclusive
+    prompt, target = frame_box_row(_hand_sample(), clip_layout(_hand_sample()), rng)
+    assert prompt == f"the red ball\n{instruction}" and target == answer
+
+
 # ---------------------------------------------------------------- datasets on a tiny synthetic set
 
 
@@ -142,6 +157,23 @@ def test_sft_dataset_rows(synth_root, tmp_path):
     assert assistant["content"][0]["text"] == sft_target(samples[1], clip, recipe.answer_format, recipe.think_target)
     assert row["images"] == [] and row["id"] == samples[1].id
     assert cache.misses == 1 and len(cache) == 1
+
+
+def test_sft_dataset_aux_frame_box_rows(synth_root, tmp_path):
+    recipe = _recipe(synth_root, tmp_path, aux_frame_boxes=True)
+    samples = load_samples(recipe, "train")
+    cache = ClipCache.from_recipe(recipe)
+    ds = build_sft_dataset(samples, recipe, cache)
+    assert ds["id"] == [i for s in samples for i in (s.id, f"{s.id}/frame_box")]
+    main, aux = ds[0], ds[1]
+    assert aux["messages"][0]["content"][0]["video"] is main["messages"][0]["content"][0]["video"]  # same clip
+    box = json.loads(aux["messages"][1]["content"][0]["text"])
+    span = parse_answer(main["messages"][1]["content"][0]["text"], recipe.answer_format).span
+    k = int(aux["messages"][0]["content"][1]["text"].split("frame ")[-1].split(" ")[0])
+    assert span[0] <= k <= span[1]
+    layout = cache.layout(samples[0])
+    assert box == [round(v) for v in tube_to_model(samples[0], layout.frame_numbers, layout.size)[1][k]]
+    assert len(build_sft_dataset(samples, _recipe(synth_root, tmp_path), cache)) == len(samples)  # off by default
 
 
 def test_grpo_dataset_rows(synth_root, tmp_path):

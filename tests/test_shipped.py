@@ -25,6 +25,9 @@ def test_shipped_checkpoint_is_the_tiny_cpu_recipes():
     diff = sft_recipe_differences(read_provenance(shipped_checkpoint())["recipe"], load_recipe("tiny_cpu").to_dict())
     assert diff == [], f"tiny_cpu.yaml and the shipped checkpoint disagree on {diff}"
     assert sft_recipe_differences({"learning_rate": 1.0, "beta": 9.0}, {"learning_rate": 2.0, "beta": 0.0}) == ["learning_rate"]
+    # a field the recorded run lacks (added to Recipe later) counts as its default
+    assert sft_recipe_differences({}, {"aux_frame_boxes": False}) == []
+    assert sft_recipe_differences({}, {"aux_frame_boxes": True}) == ["aux_frame_boxes"]
 
 
 @pytest.fixture(scope="module")

@@ -189,6 +189,20 @@ def sft_target(sample: Sample, clip: Clip, fmt: "str | AnswerFormat | None" = "p
     return format_answer(span, boxes, think, fmt)
 
 
+def frame_box_row(sample: Sample, clip: Clip, rng: np.random.Generator) -> tuple[str, str]:
+    """An auxiliary SFT ``(prompt, answer)``: the object's box in one random kept frame of its span.
+
+    Not in the paper (recipe ``aux_frame_boxes``, off by default). In the full answer only the span
+    and the first box say what the sentence does not (the rest follows from the named motion), so
+    SFT can lower most of its loss without the pixels; here every answer token depends on them.
+    ``k`` counts the clip's kept frames from 0, as ``<time>`` does.
+    """
+    span, boxes = tube_to_model(sample, clip.frame_numbers, clip.size)
+    k = int(rng.integers(span[0], span[1] + 1))
+    prompt = f"{sample.query}\nGive only its box in frame {k} of 0-{len(clip.frame_numbers) - 1} as [x1,y1,x2,y2]."
+    return prompt, "[" + ",".join(str(int(round(v))) for v in boxes[k]) + "]"
+
+
 def _index(samples: Sequence[Sample]) -> dict[str, Sample]:
     by_id: dict[str, Sample] = {}
     for s in samples:
@@ -246,6 +260,7 @@ def build_sft_dataset(samples: Sequence[Sample], recipe: "Recipe", cache: ClipCa
     by_id = _index(samples)
     fmt = get_format(recipe.answer_format)
     rows: dict[str, list] = {"id": [], "messages": [], "images": []}
+    rng = np.random.default_rng(recipe.seed)
     for s in samples:
         layout = cache.layout(s)
         prompt = prompt_text(s, layout, fmt)
@@ -253,11 +268,19 @@ def build_sft_dataset(samples: Sequence[Sample], recipe: "Recipe", cache: ClipCa
         rows["id"].append(s.id)
         rows["messages"].append(video_messages(None, prompt, answer, recipe.system_prompt))
         rows["images"].append([])
+        if recipe.aux_frame_boxes:
+            aux_id = f"{s.id}/frame_box"
+            if aux_id in by_id:
+                raise ValueError(f"sample id {aux_id!r} collides with the auxiliary row of {s.id!r}")
+            rows["id"].append(aux_id)
+            rows["messages"].append(video_messages(None, *frame_box_row(s, layout, rng), recipe.system_prompt))
+            rows["images"].append([])
+    by_row = {**by_id, **{f"{s.id}/frame_box": s for s in samples}} if recipe.aux_frame_boxes else by_id
 
     def attach(batch: dict[str, list]) -> dict[str, list]:
-        clips = [cache.get(by_id[i]) for i in batch["id"]]
+        clips = [cache.get(by_row[i]) for i in batch["id"]]
         for i, clip in zip(batch["id"], clips):
-            _check_clip(clip, cache.layout(by_id[i]))
+            _check_clip(clip, cache.layout(by_row[i]))
         return {
             "id": batch["id"],
             "messages": [_with_frames(m, c.frames) for m, c in zip(batch["messages"], clips)],

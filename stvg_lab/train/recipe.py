@@ -98,6 +98,8 @@ class Recipe:
     max_grad_norm: float = 1.0
     precision: str = "auto"  # auto: bf16 on CUDA, fp32 on CPU
     gradient_checkpointing: bool = True  # GPU only; always off on CPU
+    # SFT: also one "box in frame k" row per sample (stvg_lab.train.dataset.frame_box_row); off in the paper
+    aux_frame_boxes: bool = False
     train_vision_tower: bool = True  # False freezes the ViT (patch embedding and blocks); the merger and LLM still train
     save_steps: int = 100
     save_total_limit: int | None = None

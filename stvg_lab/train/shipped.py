@@ -39,8 +39,15 @@ NOT_SFT_FIELDS = frozenset({
 
 
 def sft_recipe_differences(used: dict[str, Any], recipe: dict[str, Any]) -> list[str]:
-    """Fields (outside :data:`NOT_SFT_FIELDS`) where a run's recipe ``used`` differs from ``recipe``."""
-    return sorted(k for k in recipe if k not in NOT_SFT_FIELDS and used.get(k) != recipe[k])
+    """Fields (outside :data:`NOT_SFT_FIELDS`) where a run's recipe ``used`` differs from ``recipe``.
+
+    A field ``used`` lacks was added to :class:`~stvg_lab.train.recipe.Recipe` after that run was
+    recorded, so the run had its default.
+    """
+    from stvg_lab.train.recipe import Recipe
+
+    defaults = Recipe().to_dict()
+    return sorted(k for k in recipe if k not in NOT_SFT_FIELDS and used.get(k, defaults.get(k)) != recipe[k])
 
 
 def shipped_checkpoint(name: str = "tiny_cpu_sft") -> Path:
