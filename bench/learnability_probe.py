@@ -24,7 +24,7 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 
-def frame_box_reliance(checkpoint, samples, seed: int = 0) -> dict:
+def frame_box_reliance(checkpoint, samples, recipe, seed: int = 0) -> dict:
     """Own vs swapped-video loss of the ``aux_frame_boxes`` rows (``frame_box_row``) of ``samples``, batches of 8."""
     import numpy as np
     import torch
@@ -34,8 +34,8 @@ def frame_box_reliance(checkpoint, samples, seed: int = 0) -> dict:
 
     model, processor = load_model(checkpoint)
     model.eval()
-    cache, rng = ClipCache(), np.random.default_rng(seed)
-    rows = [(cache.get(s).frames, *frame_box_row(s, cache.get(s), rng)) for s in samples]
+    cache, rng = ClipCache.from_recipe(recipe), np.random.default_rng(seed)
+    rows = [(clip.frames, *frame_box_row(s, clip, rng)) for s, clip in ((s, cache.get(s)) for s in samples)]
 
     def loss(swap: bool) -> float:
         out = []
@@ -123,7 +123,7 @@ def main() -> None:
         # own vs swapped-video answer loss on the same val clips (stvg_lab.analysis.reliance)
         "reliance": video_reliance(final, val, args.format, think_target=args.think_target),
         # the same control on the auxiliary "box in frame k" question (asked of every run)
-        "frame_box_reliance": frame_box_reliance(final, val),
+        "frame_box_reliance": frame_box_reliance(final, val, recipe),
         "baselines": {k: {"m_tIoU": v["m_tIoU"], "m_vIoU": v["m_vIoU"]} for k, v in (m.get("baselines") or {}).items()},
     }
     with open(Path(args.root) / "results.jsonl", "a", encoding="utf-8") as f:
