@@ -82,6 +82,7 @@ def main() -> None:
     from stvg_lab.analysis.reliance import video_reliance
     from stvg_lab.data.synth import load_synthetic
     from stvg_lab.evaluate import evaluate_model
+    from stvg_lab.model import count_parameters, load_model
     from stvg_lab.train.logging import read_log
     from stvg_lab.train.recipe import load_recipe
     from stvg_lab.train.sft import run_sft
@@ -102,8 +103,7 @@ def main() -> None:
     t0 = time.time()
     final = run_sft(recipe)
     train_s = time.time() - t0
-    base = run_dir / "base" if args.model == "tiny" else Path(args.model).parent / "base"
-    params = json.loads((base / "stvg_tiny.json").read_text())["parameters"]
+    params = count_parameters(load_model(final)[0])  # also right for --model checkpoints, which have no base/
     logs = read_log(run_dir)
     losses = [r["loss"] for r in logs if "loss" in r]
     accs = [r["mean_token_accuracy"] for r in logs if "mean_token_accuracy" in r]

@@ -103,8 +103,6 @@ def main() -> None:
         model, processor = load_model(args.checkpoint)
     else:
         model, processor = load_model(build_tiny_model(run / "base", seed=args.seed, **{**size, "rope_theta": theta}))
-    opt = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=0.01)
-    rng = np.random.default_rng(args.seed)
     held_out = [scene(np.random.default_rng(10_000 + i), args.task, args.light, args.distractors) for i in range(64)]
 
     def inputs(items, swap: bool = False) -> dict:
@@ -129,6 +127,8 @@ def main() -> None:
         print(json.dumps({"name": args.name, "checkpoint": args.checkpoint, "task": args.task, "light": args.light,
                           "distractors": args.distractors, **evaluate()}))
         return
+    opt = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=0.01)
+    rng = np.random.default_rng(args.seed)
     run.mkdir(parents=True, exist_ok=True)
     log = (run.parent / f"{args.name}.jsonl").open("w", encoding="utf-8")
     model.train()

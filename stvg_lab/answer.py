@@ -213,15 +213,16 @@ def parse_answer(text: object, fmt: "str | AnswerFormat | None" = None) -> Parse
     return parsed
 
 
-def _box_text(box: Sequence[float], fmt: AnswerFormat) -> str:
+def format_box(box: Sequence[float]) -> str:
+    """One box as every answer format writes it: ``[x1,y1,x2,y2]``, coordinates rounded to integers."""
     return "[" + ",".join(str(int(round(float(v)))) for v in box) + "]"
 
 
 def _boxes_text(boxes: Mapping[int, Sequence[float]], fmt: AnswerFormat) -> str:
     frames = sorted(boxes)
     if fmt.frame_labels:
-        return (", " if fmt.spaces else ",").join(f"{f}. {_box_text(boxes[f], fmt)}" for f in frames)
-    return "".join(_box_text(boxes[f], fmt) for f in frames)
+        return (", " if fmt.spaces else ",").join(f"{f}. {format_box(boxes[f])}" for f in frames)
+    return "".join(format_box(boxes[f]) for f in frames)
 
 
 def format_answer(

@@ -49,7 +49,7 @@ from typing import TYPE_CHECKING, Any, Iterable, Mapping, Sequence
 
 import numpy as np
 
-from stvg_lab.answer import AnswerFormat, format_answer, get_format
+from stvg_lab.answer import AnswerFormat, format_answer, format_box, get_format
 from stvg_lab.data.layout import load_split
 from stvg_lab.data.sample import Sample
 from stvg_lab.task import prompt_text, video_messages
@@ -200,7 +200,7 @@ def frame_box_row(sample: Sample, clip: Clip, rng: np.random.Generator) -> tuple
     span, boxes = tube_to_model(sample, clip.frame_numbers, clip.size)
     k = int(rng.integers(span[0], span[1] + 1))
     prompt = f"{sample.query}\nGive only its box in frame {k} of 0-{len(clip.frame_numbers) - 1} as [x1,y1,x2,y2]."
-    return prompt, "[" + ",".join(str(int(round(v))) for v in boxes[k]) + "]"
+    return prompt, format_box(boxes[k])
 
 
 def _index(samples: Sequence[Sample]) -> dict[str, Sample]:
