@@ -24,31 +24,18 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 
-def frame_box_reliance(checkpoint, samples, recipe, seed: int = 0) -> dict:
-    """Own vs swapped-video loss of the ``aux_frame_boxes`` rows (``frame_box_row``) of ``samples``, batches of 8."""
+def aux_reliance(checkpoint, samples, recipe, make_row, seed: int = 0) -> dict:
+    """Own vs swapped-video loss of one auxiliary question per sample (``frame_box_row``, ``frame_cell_row``), batches of 8."""
     import numpy as np
-    import torch
 
-    from stvg_lab.model import build_model_inputs, load_model
-    from stvg_lab.train.dataset import ClipCache, frame_box_row
+    from stvg_lab.analysis.reliance import swap_gap
+    from stvg_lab.model import load_model
+    from stvg_lab.train.dataset import ClipCache
 
     model, processor = load_model(checkpoint)
-    model.eval()
     cache, rng = ClipCache.from_recipe(recipe), np.random.default_rng(seed)
-    rows = [(clip.frames, *frame_box_row(s, clip, rng)) for s, clip in ((s, cache.get(s)) for s in samples)]
-
-    def loss(swap: bool) -> float:
-        out = []
-        for i in range(0, len(rows), 8):
-            batch = rows[i : i + 8]
-            frames = [f for f, _, _ in batch]
-            frames = frames[1:] + frames[:1] if swap else frames
-            out.append(float(model(**build_model_inputs(processor, frames, [p for _, p, _ in batch], [a for _, _, a in batch])).loss))
-        return sum(out) / len(out)
-
-    with torch.no_grad():
-        own, swapped = loss(False), loss(True)
-    return {"own": own, "swapped": swapped, "gap": swapped - own, "n": len(rows)}
+    rows = [(clip.frames, *make_row(s, clip, rng)) for s, clip in ((s, cache.get(s)) for s in samples)]
+    return swap_gap(model, processor, rows, batch_size=8, fps=recipe.fps, names=[s.id for s in samples])
 
 
 def main() -> None:
@@ -72,6 +59,8 @@ def main() -> None:
     ap.add_argument("--rope-theta", type=float, default=None, help="default tiny_cpu's (10); rounds 1-2 of LEARNING.md ran at 1e6")
     ap.add_argument("--model", default="tiny", help="start from this checkpoint (e.g. position_probe --save's final/) instead of a fresh stand-in")
     ap.add_argument("--aux-frame-boxes", action="store_true", help="recipe aux_frame_boxes=true (one 'box in frame k' row per sample)")
+    ap.add_argument("--aux-frame-cells", action="store_true", help="recipe aux_frame_cells=true (one 'cell in frame k' row per sample)")
+    ap.add_argument("--sft-loss", default="token", choices=("token", "row"), help="recipe sft_loss (row: each row's answer counts once)")
     ap.add_argument("--freeze-vision", action="store_true", help="recipe train_vision_tower=false")
     args = ap.parse_args()
 
@@ -84,6 +73,7 @@ def main() -> None:
     from stvg_lab.evaluate import evaluate_model
     from stvg_lab.model import count_parameters, load_model
     from stvg_lab.train.logging import read_log
+    from stvg_lab.train.dataset import frame_box_row, frame_cell_row
     from stvg_lab.train.recipe import load_recipe
     from stvg_lab.train.sft import run_sft
 
@@ -99,6 +89,7 @@ def main() -> None:
         think_target=args.think_target, learning_rate=args.lr, warmup_ratio=args.warmup, max_steps=args.steps,
         per_device_batch_size=args.batch, save_steps=10_000, logging_steps=20, torch_threads=1,
         train_vision_tower=not args.freeze_vision, aux_frame_boxes=args.aux_frame_boxes,
+        aux_frame_cells=args.aux_frame_cells, sft_loss=args.sft_loss,
     )
     t0 = time.time()
     final = run_sft(recipe)
@@ -116,14 +107,16 @@ def main() -> None:
     m = report.metrics
     result = {
         "name": args.name, "params": params, "format": args.format, "think_target": args.think_target,
-        "lr": args.lr, "steps": args.steps, "s_per_step": round(train_s / args.steps, 3),
+        "lr": args.lr, "steps": args.steps, "model": args.model, "aux_frame_boxes": args.aux_frame_boxes,
+        "aux_frame_cells": args.aux_frame_cells, "sft_loss": args.sft_loss, "s_per_step": round(train_s / args.steps, 3),
         "final_loss": losses[-1] if losses else None, "final_token_acc": accs[-1] if accs else None,
         "parse_rate": 1 - m["parse_failure_rate"], "m_tIoU": m["pred"]["m_tIoU"], "m_vIoU": m["pred"]["m_vIoU"],
         "eval_s": round(time.time() - t1, 1),
         # own vs swapped-video answer loss on the same val clips (stvg_lab.analysis.reliance)
         "reliance": video_reliance(final, val, args.format, think_target=args.think_target),
-        # the same control on the auxiliary "box in frame k" question (asked of every run)
-        "frame_box_reliance": frame_box_reliance(final, val, recipe),
+        # the same control on the auxiliary questions (asked of every run, trained on or not)
+        "frame_box_reliance": aux_reliance(final, val, recipe, frame_box_row),
+        "frame_cell_reliance": aux_reliance(final, val, recipe, frame_cell_row),
         "baselines": {k: {"m_tIoU": v["m_tIoU"], "m_vIoU": v["m_vIoU"]} for k, v in (m.get("baselines") or {}).items()},
     }
     with open(Path(args.root) / "results.jsonl", "a", encoding="utf-8") as f:

@@ -1,30 +1,42 @@
 """Position probe: can the CPU stand-in read *what* and *where* from its video tokens at all?
 
-Run (one torch thread, ~0.18 s/step; LEARNING.md "Round 3" has the table these commands made):
+Run (one torch thread, ~0.16-0.2 s/step; LEARNING.md rounds 3 and 4 have the tables these commands made):
 
     OMP_NUM_THREADS=1 .venv/bin/python bench/position_probe.py --name colour --task colour --steps 300 --rope-theta 1e6
-    OMP_NUM_THREADS=1 .venv/bin/python bench/position_probe.py --name cell_t1e6 --task cell --steps 1200 --rope-theta 1e6
     OMP_NUM_THREADS=1 .venv/bin/python bench/position_probe.py --name cell_t10 --task cell --steps 1200
-    OMP_NUM_THREADS=1 .venv/bin/python bench/position_probe.py --name pre_dark --task cell --light 0 --steps 1500 --save
+    OMP_NUM_THREADS=1 .venv/bin/python bench/position_probe.py --name pre_dark --task cell --light 0 --steps 1500 --every 250 --save
+    # round 4, curriculum stages from pre_dark (--init trains on from a checkpoint):
+    OMP_NUM_THREADS=1 .venv/bin/python bench/position_probe.py --name d1_from_pre --light 0 --distractors 1 --init bench/out/position/pre_dark/final --steps 2000 --every 250 --save
+    OMP_NUM_THREADS=1 .venv/bin/python bench/position_probe.py --name move_from_pre --light 0 --move --init bench/out/position/pre_dark/final --steps 1500 --every 250 --save
+    OMP_NUM_THREADS=1 .venv/bin/python bench/position_probe.py --name bench_from_pre --data data/synthetic --init bench/out/position/pre_dark/final --steps 2500 --every 250 --save
+    # score only: did a later stage keep the reader?
     OMP_NUM_THREADS=1 .venv/bin/python bench/position_probe.py --name after_sft --task cell --light 0 --checkpoint bench/out/learning/P_dark/final
 
-The full task mixes reading the video with writing ~230 tokens; this strips it to one static scene
+The full task mixes reading the video with writing ~230 tokens; this strips it to one scene
 (8 frames of 112x112, one 24-px square, optional distractors) and a 1-3 token answer, so a run takes
 minutes and the answer can only come from the pixels:
 
 * ``colour``: "What colour is the square?" -> ``red`` (content; no position needed);
 * ``half``: "Is the red square on the left or the right?" -> ``left`` (1 bit of position);
 * ``cell``: "In which cell of the 4x4 grid is the red square?" -> ``12`` (row, column of its centre
-  on the 28-px token grid: 4 bits of position).
+  on the 28-px token grid: 4 bits of position). With ``--move`` the square slides between two
+  drawn places and the question names a frame ("... in frame 5 of 0-7?").
 
-The scene is lit with the benchmark's own ``apply_lighting`` (``--light`` is its amplitude on R and
-G; 64 is ``SynthConfig``'s default). The model is ``build_tiny_model`` with ``tiny_cpu``'s
-``tiny_model`` (rope_theta 10 unless ``--rope-theta`` says otherwise; 1e6 is Qwen2.5-VL's), trained
-by a plain AdamW loop on ``model(**build_model_inputs(...)).loss`` (the same forward SFT
-uses). Every ``--every`` steps it writes one JSON line: the teacher-forced loss on 64 held-out scenes
-with their own frames and with the next scene's frames (``gap`` = swapped - own, the reliance control
-of ``stvg_lab.analysis.reliance``) and the greedy exact-match rate on 32 of them (chance: 1/4 colours,
-1/2 halves, 1/16 cells). Lines go to stdout and ``bench/out/position/<name>.jsonl``.
+``--data DIR`` asks the cell question of a synthetic benchmark's own clips instead
+(``stvg_lab.train.dataset.frame_cell_row``, the recipe's ``aux_frame_cells`` question: the
+sentence, then "In which cell of the 4x4 grid is it in frame k of 0-7?"; train split for training,
+val for the held-out scenes).
+
+Drawn scenes are lit with the benchmark's own ``apply_lighting`` (``--light`` is its amplitude on R
+and G; 64 is ``SynthConfig``'s default). The model is ``build_tiny_model`` with ``tiny_cpu``'s
+``tiny_model`` (rope_theta 10 unless ``--rope-theta`` says otherwise; 1e6 is Qwen2.5-VL's), or
+``--init``'s checkpoint, trained by a plain AdamW loop on ``model(**build_model_inputs(...)).loss``
+(the same forward SFT uses). Every ``--every`` steps it writes one JSON line: the teacher-forced
+loss on 64 held-out scenes with their own frames and with the next scene's frames (``gap`` =
+swapped - own: ``stvg_lab.analysis.reliance.swap_gap`` in batches of 16; until round 3 the decoy
+was the next scene within each batch of 16, now the next one of the 64) and the greedy
+exact-match rate on 32 of them (chance: 1/4 colours, 1/2 halves, 1/16 cells). Lines go to stdout
+and ``bench/out/position/<name>.jsonl``.
 """
 
 from __future__ import annotations
@@ -44,30 +56,65 @@ COLOURS = ("red", "green", "blue", "yellow")  # four well-separated entries of t
 SIZE, SQUARE, CELL = 112, 24, 28  # frame side, square side, Qwen2.5-VL token (patch 14 x merge 2)
 
 
-def scene(rng: np.random.Generator, task: str, light: float, distractors: int) -> tuple[np.ndarray, str, str]:
-    """One static scene: ``(frames (8, 112, 112, 3) uint8, question, answer)``."""
-    from stvg_lab.data.synth import PALETTE, apply_lighting
+def scene(
+    rng: np.random.Generator, task: str, light: float, distractors: int, move: bool = False, appearance: str = "squares"
+) -> tuple[np.ndarray, str, str]:
+    """One scene: ``(frames (8, 112, 112, 3) uint8, question, answer)``.
+
+    Static, unless ``move``: then the target slides in a straight line from its drawn place to a
+    second drawn place over the 8 frames (distractors stay put) and the cell question asks about a
+    random frame k, as the benchmark's questions do. ``appearance="squares"``: 24-px squares in
+    four colours; ``"benchmark"``: the benchmark's eight colours, five shapes and two size ranges
+    (``SynthConfig``'s small 16-20 / large 30-40 px), drawn with its own ``shape_mask``.
+    """
+    from stvg_lab.data.synth import PALETTE, SHAPES, SynthConfig, apply_lighting, shape_mask
+
+    bench = appearance == "benchmark"
+    palette = tuple(PALETTE) if bench else COLOURS
+    cfg = SynthConfig()
+
+    def look() -> tuple[str, int]:  # (shape, side in px); squares mode draws nothing from rng
+        if not bench:
+            return "square", SQUARE
+        shape = SHAPES[rng.integers(len(SHAPES))]
+        lo, hi = cfg.large_px if rng.random() < 0.5 else cfg.small_px
+        return shape, int(rng.integers(lo, hi + 1))
+
+    def paint(t: slice | int, x: int, y: int, shape: str, px: int, colour: str) -> None:
+        frames[t, y : y + px, x : x + px][..., shape_mask(shape, px), :] = PALETTE[colour]
 
     frames = np.zeros((8, SIZE, SIZE, 3), np.uint8) + np.asarray((48, 48, 56), np.uint8)
-    colour = COLOURS[rng.integers(len(COLOURS))]
-    x, y = (int(v) for v in rng.integers(0, SIZE - SQUARE, 2))
-    others = [c for c in COLOURS if c != colour]
+    colour = palette[rng.integers(len(palette))]
+    shape, px = look()
+    x, y = (int(v) for v in rng.integers(0, SIZE - px, 2))
+    others = [c for c in palette if c != colour]
     for _ in range(distractors):  # a different colour, not overlapping the target
+        d_shape, d_px = look()
         for _ in range(100):
-            x2, y2 = (int(v) for v in rng.integers(0, SIZE - SQUARE, 2))
-            if abs(x2 - x) > SQUARE or abs(y2 - y) > SQUARE:
-                frames[:, y2 : y2 + SQUARE, x2 : x2 + SQUARE] = PALETTE[others[rng.integers(len(others))]]
+            x2, y2 = (int(v) for v in rng.integers(0, SIZE - d_px, 2))
+            if abs(x2 - x) > max(px, d_px) or abs(y2 - y) > max(px, d_px):
+                paint(slice(None), x2, y2, d_shape, d_px, others[rng.integers(len(others))])
                 break
-    frames[:, y : y + SQUARE, x : x + SQUARE] = PALETTE[colour]
+    k, where = None, ""
+    if move:
+        xe, ye = (int(v) for v in rng.integers(0, SIZE - px, 2))
+        path = [(round(x + (xe - x) * t / 7), round(y + (ye - y) * t / 7)) for t in range(8)]
+        for t, (xt, yt) in enumerate(path):
+            paint(t, xt, yt, shape, px, colour)
+        k = int(rng.integers(8))
+        (x, y), where = path[k], f" in frame {k} of 0-7"
+    else:
+        paint(slice(None), x, y, shape, px, colour)
     if light:
-        frames = apply_lighting(frames, (light, light, 0.0))  # static scene: no time ramp
-    cx, cy = x + SQUARE / 2, y + SQUARE / 2
+        frames = apply_lighting(frames, (light, light, 0.0))  # no time ramp
+    cx, cy = x + px / 2, y + px / 2
+    name = f"{colour} {shape}"
     if task == "colour":
-        return frames, "What colour is the square?", colour
+        return frames, f"What colour is the {shape}?", colour
     if task == "half":
-        return frames, f"Is the {colour} square on the left or the right?", "left" if cx < SIZE / 2 else "right"
+        return frames, f"Is the {name} on the left or the right?", "left" if cx < SIZE / 2 else "right"
     if task == "cell":
-        return frames, f"In which cell of the 4x4 grid is the {colour} square?", f"{int(cy // CELL)}{int(cx // CELL)}"
+        return frames, f"In which cell of the 4x4 grid is the {name}{where}?", f"{int(cy // CELL)}{int(cx // CELL)}"
     raise ValueError(f"--task must be colour, half or cell, got {task!r}")
 
 
@@ -78,6 +125,10 @@ def main() -> None:
     ap.add_argument("--task", default="cell", choices=("colour", "half", "cell"))
     ap.add_argument("--light", type=float, default=64.0, help="apply_lighting amplitude on R (x) and G (y)")
     ap.add_argument("--distractors", type=int, default=0)
+    ap.add_argument("--move", action="store_true", help="the target moves; the cell question names a frame")
+    ap.add_argument("--appearance", default="squares", choices=("squares", "benchmark"), help="drawn objects: 24-px squares in 4 colours, or the benchmark's colours, shapes and sizes")
+    ap.add_argument("--data", default=None, help="ask the cell question (frame_cell_row) of this synthetic dataset's clips (train; held out: val) instead of drawn scenes")
+    ap.add_argument("--no-sentence", action="store_true", help="with --data: drop the sentence, ask only 'In which cell ... is the object in frame k' (its motion words give a prior)")
     ap.add_argument("--rope-theta", type=float, default=None, help="override tiny_cpu's rope_theta (10); 1e6 is Qwen2.5-VL's")
     ap.add_argument("--steps", type=int, default=800)
     ap.add_argument("--every", type=int, default=100)
@@ -85,12 +136,14 @@ def main() -> None:
     ap.add_argument("--batch", type=int, default=8)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--root", default="bench/out/position")
+    ap.add_argument("--init", default=None, help="train from this checkpoint (e.g. an earlier probe's --save) instead of a fresh stand-in: a curriculum stage")
     ap.add_argument("--checkpoint", default=None, help="only score this checkpoint (e.g. an SFT run's final/) on the task's held-out scenes")
     ap.add_argument("--save", action="store_true", help="save the trained model to <root>/<name>/final (a start for learnability_probe --model)")
     args = ap.parse_args()
 
     import torch
 
+    from stvg_lab.analysis.reliance import swap_gap
     from stvg_lab.model import build_model_inputs, build_tiny_model, load_model
     from stvg_lab.train.recipe import load_recipe
 
@@ -99,32 +152,50 @@ def main() -> None:
     run = Path(args.root) / args.name
     size = load_recipe("tiny_cpu").tiny_model
     theta = args.rope_theta or size["rope_theta"]
-    if args.checkpoint:  # score only: did a later training stage keep what this probe measures?
-        model, processor = load_model(args.checkpoint)
+    if args.checkpoint or args.init:  # score only (did a later stage keep what this probe measures?) or go on training
+        model, processor = load_model(args.checkpoint or args.init)
     else:
         model, processor = load_model(build_tiny_model(run / "base", seed=args.seed, **{**size, "rope_theta": theta}))
-    held_out = [scene(np.random.default_rng(10_000 + i), args.task, args.light, args.distractors) for i in range(64)]
+    theta = model.config.get_text_config().rope_parameters["rope_theta"]  # a loaded checkpoint keeps its own
+    if args.data:  # the benchmark's own frames: lit (unless the dataset is flat), moving, 0-2 distractors
+        from stvg_lab.data.synth import load_synthetic
+        from stvg_lab.train.dataset import ClipCache, frame_cell_row
 
-    def inputs(items, swap: bool = False) -> dict:
-        frames = [f for f, _, _ in items]
-        frames = frames[1:] + frames[:1] if swap else frames  # each question gets the next scene's frames
-        return build_model_inputs(processor, frames, [q for _, q, _ in items], [a for _, _, a in items])
+        def clip_scene(sample, clip, rng: np.random.Generator) -> tuple[np.ndarray, str, str]:
+            question, answer = frame_cell_row(sample, clip, rng)  # the recipe's aux_frame_cells question
+            if args.no_sentence:  # only the question line: nothing but the pixels says where the object is
+                question = question.split("\n", 1)[1].replace(" is it in ", " is the object in ")
+            return clip.frames, question, answer
+
+        if args.task != "cell":
+            raise SystemExit("--data asks the cell question only; leave --task at cell")
+        cache, train = ClipCache(2.0, 336), load_synthetic(args.data, "train")
+        val = load_synthetic(args.data, "val")[:64]
+        held_out = [clip_scene(s, cache.get(s), np.random.default_rng(10_000 + i)) for i, s in enumerate(val)]
+
+        def draw(rng: np.random.Generator) -> tuple[np.ndarray, str, str]:
+            s = train[int(rng.integers(len(train)))]
+            return clip_scene(s, cache.get(s), rng)
+    else:
+        held_out = [scene(np.random.default_rng(10_000 + i), args.task, args.light, args.distractors, args.move, args.appearance) for i in range(64)]
+
+        def draw(rng: np.random.Generator) -> tuple[np.ndarray, str, str]:
+            return scene(rng, args.task, args.light, args.distractors, args.move, args.appearance)
 
     @torch.no_grad()
     def evaluate() -> dict:
+        r = swap_gap(model, processor, held_out, batch_size=16)  # each question also gets the next scene's frames
         model.eval()
-        own = sum(float(model(**inputs(held_out[i : i + 16])).loss) for i in range(0, 64, 16)) / 4
-        swapped = sum(float(model(**inputs(held_out[i : i + 16], swap=True)).loss) for i in range(0, 64, 16)) / 4
         hits = 0
         for frames, question, answer in held_out[:32]:
             x = build_model_inputs(processor, frames, question)
             out = model.generate(**x, max_new_tokens=8, do_sample=False)
             hits += processor.tokenizer.decode(out[0, x["input_ids"].shape[1] :], skip_special_tokens=True).strip() == answer
         model.train()
-        return {"own": round(own, 4), "swapped": round(swapped, 4), "gap": round(swapped - own, 4), "exact": hits / 32}
+        return {**{k: round(r[k], 4) for k in ("own", "swapped", "gap")}, "exact": hits / min(32, len(held_out))}
 
     if args.checkpoint:
-        print(json.dumps({"name": args.name, "checkpoint": args.checkpoint, "task": args.task, "light": args.light,
+        print(json.dumps({"name": args.name, "checkpoint": args.checkpoint, "data": args.data, "task": args.task, "light": args.light,
                           "distractors": args.distractors, **evaluate()}))
         return
     opt = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=0.01)
@@ -134,14 +205,15 @@ def main() -> None:
     model.train()
     t0 = time.time()
     for step in range(1, args.steps + 1):
-        loss = model(**inputs([scene(rng, args.task, args.light, args.distractors) for _ in range(args.batch)])).loss
+        batch = [draw(rng) for _ in range(args.batch)]
+        loss = model(**build_model_inputs(processor, *(list(col) for col in zip(*batch)))).loss
         opt.zero_grad()
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         opt.step()
         if step % args.every == 0 or step == args.steps:
-            row = {"name": args.name, "task": args.task, "light": args.light, "rope_theta": theta,
-                   "distractors": args.distractors, "step": step, "train_loss": round(loss.item(), 4),
+            row = {"name": args.name, "init": args.init, "data": args.data, "no_sentence": args.no_sentence, "task": args.task, "light": args.light, "rope_theta": theta,
+                   "distractors": args.distractors, "move": args.move, "appearance": args.appearance, "step": step, "train_loss": round(loss.item(), 4),
                    **evaluate(), "s": round(time.time() - t0)}
             print(json.dumps(row), flush=True)
             log.write(json.dumps(row) + "\n")

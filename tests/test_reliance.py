@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from stvg_lab.analysis.reliance import video_reliance
+from stvg_lab.analysis.reliance import swap_gap, video_reliance
 from stvg_lab.data.synth import generate_synthetic, load_synthetic
 from stvg_lab.model import build_tiny_model, load_model
 
@@ -60,3 +60,33 @@ def test_errors_name_the_problem(tiny_and_samples):
         video_reliance(model, samples[:1], "compact", processor=processor)
     with pytest.raises(ValueError, match="processor"):
         video_reliance(model, samples, "compact")
+
+
+def _rows(n: int, side: int = 56) -> list:
+    rng = np.random.default_rng(0)
+    return [(rng.integers(0, 256, (4, side, side, 3), dtype=np.uint8), f"where is thing {i}?", f"cell {i}") for i in range(n)]
+
+
+def test_swap_gap_takes_any_question_and_batches(tiny_and_samples):
+    model, processor, _ = tiny_and_samples
+    rows = _rows(4)
+    one = swap_gap(model, processor, rows)
+    assert one["n"] == 4 and one["gap"] == pytest.approx(one["swapped"] - one["own"]) and one["gap"] != 0.0
+    # batch_size=1 is the mean per-row loss: the same number as scoring each row alone
+    alone = [swap_gap(model, processor, [rows[i], rows[(i + 1) % 4]])["own"] for i in range(4)]
+    assert one["own"] == pytest.approx(float(np.mean(alone)), abs=1e-5)
+    batched = swap_gap(model, processor, rows, batch_size=2)
+    assert np.isfinite([batched["own"], batched["swapped"]]).all()
+    same = [(rows[0][0], p, a) for _, p, a in rows]  # one video for every row: nothing to swap
+    assert swap_gap(model, processor, same, batch_size=2)["gap"] == 0.0
+
+
+def test_swap_gap_errors_name_the_row(tiny_and_samples):
+    model, processor, _ = tiny_and_samples
+    rows = _rows(2) + _rows(1, side=84)
+    with pytest.raises(ValueError, match="at least 2"):
+        swap_gap(model, processor, rows[:1])
+    with pytest.raises(ValueError, match=r"row 1 has frames \(4, 56, 56, 3\), its decoy row 2"):
+        swap_gap(model, processor, rows)
+    with pytest.raises(ValueError, match="clip-b has frames"):
+        swap_gap(model, processor, rows, names=["clip-a", "clip-b", "clip-c"])

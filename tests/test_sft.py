@@ -23,6 +23,7 @@ from stvg_lab.train.dataset import (
     build_grpo_dataset,
     build_sft_dataset,
     frame_box_row,
+    frame_cell_row,
     clip_layout,
     load_samples,
     sft_target,
@@ -124,6 +125,27 @@ def test_frame_box_row(pick, instruction, answer):
     assert prompt == f"the red ball\n{instruction}" and target == answer
 
 
+# at max side 112 the hand sample is 112x56, a 2x4 token grid; frame 2 -> [10,10,30,25] (centre x 20: column 0),
+# frame 4 -> [20,10,40,25] (centre x 30: column 1); both centres at y 17.5: row 0
+FRAME_CELL_CASES = [
+    ("first", "In which cell of the 2x4 grid is it in frame 1 of 0-3?", "00"),
+    ("last", "In which cell of the 2x4 grid is it in frame 2 of 0-3?", "01"),
+]
+
+
+@pytest.mark.parametrize("pick, question, answer", FRAME_CELL_CASES)
+def test_frame_cell_row(pick, question, answer):
+    rng = SimpleNamespace(integers=lambda lo, hi: lo if pick == "first" else hi - 1)
+    prompt, target = frame_cell_row(_hand_sample(), clip_layout(_hand_sample(), max_side=112), rng)
+    assert prompt == f"the red ball\n{question}" and target == answer
+
+
+def test_frame_cell_row_needs_one_digit_cells():
+    rng = SimpleNamespace(integers=lambda lo, hi: lo)
+    with pytest.raises(ValueError, match="hand has a 6x12 token grid"):
+        frame_cell_row(_hand_sample(), clip_layout(_hand_sample(), max_side=336), rng)
+
+
 # ---------------------------------------------------------------- datasets on a tiny synthetic set
 
 
@@ -174,6 +196,32 @@ def test_sft_dataset_aux_frame_box_rows(synth_root, tmp_path):
     layout = cache.layout(samples[0])
     assert box == [round(v) for v in tube_to_model(samples[0], layout.frame_numbers, layout.size)[1][k]]
     assert len(build_sft_dataset(samples, _recipe(synth_root, tmp_path), cache)) == len(samples)  # off by default
+
+
+def test_sft_dataset_both_aux_rows(synth_root, tmp_path):
+    recipe = _recipe(synth_root, tmp_path, aux_frame_boxes=True, aux_frame_cells=True)
+    samples = load_samples(recipe, "train")
+    cache = ClipCache.from_recipe(recipe)
+    ds = build_sft_dataset(samples, recipe, cache)
+    assert ds["id"] == [i for s in samples for i in (s.id, f"{s.id}/frame_box", f"{s.id}/frame_cell")]
+    # the box row draws from the recipe's rng first, as it does alone: adding cells does not change it
+    alone = build_sft_dataset(samples, _recipe(synth_root, tmp_path, aux_frame_boxes=True), cache)
+    assert ds[1]["messages"][1]["content"][0]["text"] == alone[1]["messages"][1]["content"][0]["text"]
+    cell = ds[2]["messages"]
+    assert cell[0]["content"][1]["text"].startswith(samples[0].query + "\nIn which cell of the 4x4 grid is it in frame ")
+    row, col = cell[1]["content"][0]["text"]
+    assert 0 <= int(row) < 4 and 0 <= int(col) < 4
+
+
+@pytest.mark.parametrize("flag, suffix", [("aux_frame_boxes", "frame_box"), ("aux_frame_cells", "frame_cell")])
+def test_aux_row_id_collision_is_named(synth_root, tmp_path, flag, suffix):
+    from dataclasses import replace
+
+    recipe = _recipe(synth_root, tmp_path, **{flag: True})
+    samples = load_samples(recipe, "train")[:2]
+    clash = [samples[0], replace(samples[1], id=f"{samples[0].id}/{suffix}")]
+    with pytest.raises(ValueError, match=f"'{samples[0].id}/{suffix}' collides with the auxiliary row of '{samples[0].id}'"):
+        build_sft_dataset(clash, recipe, ClipCache.from_recipe(recipe))
 
 
 def test_grpo_dataset_rows(synth_root, tmp_path):
@@ -448,3 +496,53 @@ def test_freeze_vision_tower_stops_only_the_vit(tmp_path):
     assert not any(p.requires_grad for p in vit)
     assert all(p.requires_grad for p in visual.merger.parameters())  # the projection into the LLM still learns
     assert all(p.requires_grad for p in model.model.language_model.parameters())
+
+
+# ---------------------------------------------------------------- recipe sft_loss: row
+
+L2 = -math.log(2)
+# (log_probs (B, L-1), label_mask, accumulation, expected). Row 0: one answer token at log-prob -ln 2;
+# row 1: three tokens at 0. Token mean (TRL's): ln 2 / 4; row mean: ln 2 / 2.
+ROW_LOSS_CASES = [
+    ("short uncertain + long confident", [[0, 0, L2], [0, 0, 0]], [[0, 0, 1], [1, 1, 1]], 1, math.log(2) / 2),
+    ("same, 2 micro-batches per step", [[0, 0, L2], [0, 0, 0]], [[0, 0, 1], [1, 1, 1]], 2, math.log(2) / 4),
+    ("equal lengths: the token mean", [[L2, 0, L2], [0, L2, 0]], [[1, 0, 1], [0, 1, 1]], 1, 3 * math.log(2) / 4),
+    ("a row without answer tokens is left out", [[0, 0, 0], [2 * L2, 0, 0]], [[0, 0, 0], [1, 1, 0]], 1, math.log(2)),
+    ("no answer tokens at all", [[0, 0, 0], [0, 0, 0]], [[0, 0, 0], [0, 0, 0]], 1, 0.0),
+]
+
+
+@pytest.mark.parametrize("case, log_probs, mask, accumulation, expected", ROW_LOSS_CASES)
+def test_row_mean_loss(case, log_probs, mask, accumulation, expected):
+    from stvg_lab.train.sft import row_mean_loss
+
+    log_probs = torch.tensor(log_probs, dtype=torch.float32, requires_grad=True)
+    loss = row_mean_loss(log_probs, torch.tensor(mask, dtype=torch.bool), accumulation)
+    assert loss.item() == pytest.approx(expected, abs=1e-6)
+    loss.backward()  # always a graph, even with nothing to learn
+    assert log_probs.grad is not None
+
+
+def test_run_with_row_loss_trains_on_it(synth_root, tmp_path, monkeypatch):
+    import stvg_lab.train.sft as sft
+
+    seen, original = [], sft.row_mean_loss
+
+    def spy(log_probs, label_mask, accumulation=1):
+        loss = original(log_probs, label_mask, accumulation)
+        seen.append((tuple(label_mask.shape), label_mask.sum(dim=1).tolist(), loss.item(), loss.requires_grad))
+        return loss
+
+    monkeypatch.setattr(sft, "row_mean_loss", spy)
+    recipe = _recipe(synth_root, tmp_path / "run", sft_loss="row", aux_frame_cells=True, max_steps=2, save_steps=2)
+    run_sft(recipe)
+    steps = [r for r in read_log(tmp_path / "run") if "loss" in r]
+    assert [r["step"] for r in steps] == [1, 2] and all(math.isfinite(r["loss"]) for r in steps)
+    assert "mean_token_accuracy" in steps[0]  # TRL's metrics are still logged
+    assert len(seen) == 2 and all(shape[0] == 2 and grad for shape, _, _, grad in seen)  # batch 2, one call a step
+    assert [r["loss"] for r in steps] == pytest.approx([loss for _, _, loss, _ in seen], abs=1e-3)  # what was trained on
+    # rows are grounding answers (70+ tokens) or 'cell' answers of a few ("1", "2", <|im_end|>, "\n")
+    lengths = [n for _, row, _, _ in seen for n in row]
+    assert min(lengths) <= 4 and all(n <= 4 or n > 50 for n in lengths), lengths
+    with pytest.raises(ValueError, match="sft_loss"):
+        _recipe(synth_root, tmp_path / "bad", sft_loss="sequence")

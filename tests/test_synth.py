@@ -197,6 +197,31 @@ def test_open_vocabulary_split():
     assert SynthConfig.from_dict(cfg.to_dict()) == cfg
 
 
+# (templates, attributes every template names): a query names those; distractors differ in one of them
+NAMED_CASES = [
+    (("the {size} {colour} {shape} that {motion}",), ("size", "colour", "shape", "motion")),
+    (("the {size} {colour} {shape}", "find the {size} {colour} {shape}"), ("size", "colour", "shape")),
+    (("the {colour} {shape}", "the {size} {colour} thing"), ("colour",)),
+]
+
+
+@pytest.mark.parametrize("templates, named", NAMED_CASES)
+def test_named_attributes_and_unambiguous_queries(templates, named):
+    cfg = SynthConfig(templates=templates, n_distractors=(2, 2))
+    assert cfg.named_attributes == named
+    for s in _scenes(cfg, "train", 30):
+        target = s["meta"]["attributes"]
+        for d in s["meta"]["distractors"]:  # the query never fits a distractor
+            assert any(d[a] != target[a] for a in named), (s["query"], d)
+        if "motion" not in named:  # no motion or event words: the sentence says nothing of where
+            assert not any(w in s["query"] for w in ("moves", "appears", "crosses", "still", "left", "right", " up", "down"))
+
+
+def test_templates_must_name_an_attribute():
+    with pytest.raises(ValueError, match="name at least one of"):
+        SynthConfig(templates=("the thing",))
+
+
 @pytest.mark.parametrize(
     "kwargs, match",
     [

@@ -43,6 +43,13 @@ class Vocabulary:
     motions: tuple[str, ...] = MOTIONS
     sizes: tuple[str, ...] = SIZES
 
+    @property
+    def named_attributes(self) -> tuple[str, ...]:
+        """The attributes every template names. Distractors differ from the target in one of these,
+        so a query never fits a distractor; templates without ``{motion}`` give a query with no
+        motion or event words, hence no prior on where the boxes go (bench/LEARNING.md round 4)."""
+        return tuple(a for a in ATTRIBUTES if all("{" + a + "}" in t for t in self.templates))
+
     def __post_init__(self) -> None:
         for name, allowed in (("colours", PALETTE), ("shapes", SHAPES), ("motions", MOTIONS), ("sizes", SIZES)):
             values = tuple(getattr(self, name))
@@ -123,6 +130,13 @@ class SynthConfig:
     codec: str = "libx264"
     crf: int = 18
 
+    @property
+    def named_attributes(self) -> tuple[str, ...]:
+        """The attributes every template names. Distractors differ from the target in one of these,
+        so a query never fits a distractor; templates without ``{motion}`` give a query with no
+        motion or event words, hence no prior on where the boxes go (bench/LEARNING.md round 4)."""
+        return tuple(a for a in ATTRIBUTES if all("{" + a + "}" in t for t in self.templates))
+
     def __post_init__(self) -> None:
         if self.width % 2 or self.height % 2:
             raise ValueError(f"SynthConfig: width and height must be even for yuv420p, got {self.width}x{self.height}")
@@ -132,8 +146,8 @@ class SynthConfig:
             raise ValueError(f"SynthConfig.event_weights: keys among {EVENT_KINDS} with a positive sum")
         if self.event_seconds[1] >= self.clip_seconds:
             raise ValueError("SynthConfig: event_seconds must be shorter than clip_seconds")
-        if not self.templates or any("{motion}" not in t for t in self.templates):
-            raise ValueError("SynthConfig.templates: each template needs {size} {colour} {shape} {motion}")
+        if not self.templates or not self.named_attributes:
+            raise ValueError("SynthConfig.templates: give templates that all name at least one of {size} {colour} {shape} {motion}")
         bad = set(self.target_vocabulary) | set(self.distractor_vocabulary)
         if not bad <= set(SPLITS):
             raise ValueError(f"SynthConfig: per-split vocabularies must be keyed by {SPLITS}, got {sorted(bad)}")

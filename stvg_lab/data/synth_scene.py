@@ -32,7 +32,7 @@ class _Object:
 
 
 @lru_cache(maxsize=None)
-def _shape_mask(shape: str, s: int) -> np.ndarray:
+def shape_mask(shape: str, s: int) -> np.ndarray:
     """``(s, s)`` bool mask touching all four sides of its box, so the box is the tight box."""
     v, u = np.mgrid[0:s, 0:s] + 0.5  # pixel centres
     c = s / 2.0
@@ -186,12 +186,13 @@ def _distractor_attributes(
 ) -> dict[str, str] | None:
     """Attributes sharing some (never all) named attributes with the target; None if impossible.
 
-    The number shared is drawn from ``cfg.shared_weights``; at least one attribute always
-    differs, so the target's query never fits a distractor.
+    The number shared is drawn from ``cfg.shared_weights``; at least one attribute that every
+    template names always differs, so the target's query never fits a distractor.
     """
     n_shared = int(rng.choice(4, p=np.asarray(cfg.shared_weights) / np.sum(cfg.shared_weights)))
     order = [ATTRIBUTES[i] for i in rng.permutation(len(ATTRIBUTES))]
-    changeable = [a for a in order if any(v != target[a] for v in vocab.values(a))]
+    named = cfg.named_attributes
+    changeable = [a for a in order if a in named and any(v != target[a] for v in vocab.values(a))]
     if not changeable:
         return None
     differ = set(changeable[: max(1, len(ATTRIBUTES) - n_shared)])
@@ -329,7 +330,7 @@ def render_frames(cfg: SynthConfig, objects: Sequence[_Object]) -> np.ndarray:
     frames = np.empty((cfg.num_frames, cfg.height, cfg.width, 3), dtype=np.uint8)
     frames[:] = np.asarray(cfg.background, dtype=np.uint8)
     for o in objects:
-        mask = _shape_mask(o.attributes["shape"], o.px)
+        mask = shape_mask(o.attributes["shape"], o.px)
         colour = np.asarray(PALETTE[o.attributes["colour"]], dtype=np.uint8)
         for t in np.flatnonzero(o.visible):
             x, y = int(round(o.xs[t])), int(round(o.ys[t]))

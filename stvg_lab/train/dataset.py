@@ -203,6 +203,27 @@ def frame_box_row(sample: Sample, clip: Clip, rng: np.random.Generator) -> tuple
     return prompt, format_box(boxes[k])
 
 
+def frame_cell_row(sample: Sample, clip: Clip, rng: np.random.Generator) -> tuple[str, str]:
+    """An auxiliary SFT ``(prompt, answer)``: which token-grid cell holds the object's centre in one kept frame.
+
+    Not in the paper (recipe ``aux_frame_cells``, off by default). The coarse twin of
+    :func:`frame_box_row`: the answer ``"rc"`` (row, column of the 28-px cell, each one digit on
+    a grid of up to 10 x 10) is what ``bench/position_probe.py`` teaches on its own scenes and
+    asks of benchmark clips (``--data``), so a stand-in that reads position there keeps being
+    asked to during grounding SFT. ``k`` counts the clip's kept frames from 0, as ``<time>`` does.
+    """
+    span, boxes = tube_to_model(sample, clip.frame_numbers, clip.size)
+    k = int(rng.integers(span[0], span[1] + 1))
+    rows, cols = clip.size[1] // PATCH_FACTOR, clip.size[0] // PATCH_FACTOR
+    if max(rows, cols) > 10:
+        raise ValueError(f"frame_cell_row: {sample.id} has a {rows}x{cols} token grid; one-digit cells need at most 10x10")
+    x1, y1, x2, y2 = boxes[k]
+    row = min(int((y1 + y2) / 2 // PATCH_FACTOR), rows - 1)
+    col = min(int((x1 + x2) / 2 // PATCH_FACTOR), cols - 1)
+    prompt = f"{sample.query}\nIn which cell of the {rows}x{cols} grid is it in frame {k} of 0-{len(clip.frame_numbers) - 1}?"
+    return prompt, f"{row}{col}"
+
+
 def _index(samples: Sequence[Sample]) -> dict[str, Sample]:
     by_id: dict[str, Sample] = {}
     for s in samples:
@@ -261,6 +282,12 @@ def build_sft_dataset(samples: Sequence[Sample], recipe: "Recipe", cache: ClipCa
     fmt = get_format(recipe.answer_format)
     rows: dict[str, list] = {"id": [], "messages": [], "images": []}
     rng = np.random.default_rng(recipe.seed)
+    # auxiliary rows on the same clip (off in the paper): (id suffix, row maker)
+    aux = [(suffix, fn) for on, suffix, fn in ((recipe.aux_frame_boxes, "frame_box", frame_box_row),
+                                               (recipe.aux_frame_cells, "frame_cell", frame_cell_row)) if on]
+    for aux_id, owner in ((f"{s.id}/{suffix}", s.id) for s in samples for suffix, _ in aux):
+        if aux_id in by_id:
+            raise ValueError(f"sample id {aux_id!r} collides with the auxiliary row of {owner!r}")
     for s in samples:
         layout = cache.layout(s)
         prompt = prompt_text(s, layout, fmt)
@@ -268,14 +295,11 @@ def build_sft_dataset(samples: Sequence[Sample], recipe: "Recipe", cache: ClipCa
         rows["id"].append(s.id)
         rows["messages"].append(video_messages(None, prompt, answer, recipe.system_prompt))
         rows["images"].append([])
-        if recipe.aux_frame_boxes:
-            aux_id = f"{s.id}/frame_box"
-            if aux_id in by_id:
-                raise ValueError(f"sample id {aux_id!r} collides with the auxiliary row of {s.id!r}")
-            rows["id"].append(aux_id)
-            rows["messages"].append(video_messages(None, *frame_box_row(s, layout, rng), recipe.system_prompt))
+        for suffix, make_row in aux:
+            rows["id"].append(f"{s.id}/{suffix}")
+            rows["messages"].append(video_messages(None, *make_row(s, layout, rng), recipe.system_prompt))
             rows["images"].append([])
-    by_row = {**by_id, **{f"{s.id}/frame_box": s for s in samples}} if recipe.aux_frame_boxes else by_id
+    by_row = {**by_id, **{f"{s.id}/{suffix}": s for s in samples for suffix, _ in aux}}
 
     def attach(batch: dict[str, list]) -> dict[str, list]:
         clips = [cache.get(by_row[i]) for i in batch["id"]]

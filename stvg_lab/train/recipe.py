@@ -43,6 +43,7 @@ logger = logging.getLogger(__name__)
 RECIPES_DIR = Path(__file__).resolve().parent.parent / "recipes"
 DATASETS: tuple[str, ...] = ("synthetic", "hcstvg-v1", "hcstvg-v2", "vidstg")
 THINK_TARGETS: tuple[str, ...] = ("grid", "same")
+SFT_LOSSES: tuple[str, ...] = ("token", "row")
 """SFT ``<think_bbox>`` targets (``stvg_lab.train.dataset.sft_target``): ``grid`` = the ground-truth
 box snapped outward to the 28-px grid of merged vision tokens; ``same`` = the ground-truth box.
 A format without ``<think_bbox>`` (``answer_format: no_think``, Table 5) ignores the field."""
@@ -100,6 +101,11 @@ class Recipe:
     gradient_checkpointing: bool = True  # GPU only; always off on CPU
     # SFT: also one "box in frame k" row per sample (stvg_lab.train.dataset.frame_box_row); off in the paper
     aux_frame_boxes: bool = False
+    # SFT: also one "cell of its centre in frame k" row per sample (frame_cell_row, bench/position_probe.py's question)
+    aux_frame_cells: bool = False
+    # SFT loss: "token" = TRL's mean over all answer tokens of a batch (a 3-token auxiliary answer beside a
+    # 230-token one gets ~1 % of it); "row" = each row's token mean, then the mean over rows (sft.row_mean_loss)
+    sft_loss: str = "token"
     train_vision_tower: bool = True  # False freezes the ViT (patch embedding and blocks); the merger and LLM still train
     save_steps: int = 100
     save_total_limit: int | None = None
@@ -145,6 +151,7 @@ class Recipe:
             "dataset": DATASETS,
             "answer_format": tuple(FORMATS),
             "think_target": THINK_TARGETS,
+            "sft_loss": SFT_LOSSES,
             "reward_variant": REWARD_VARIANTS,
             "vllm_mode": VLLM_MODES,
             "precision": PRECISIONS,

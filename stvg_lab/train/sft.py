@@ -18,7 +18,9 @@ What the trainer sees (``docs/trl_video_notes.md``): the dataset of
 only), ``remove_unused_columns=False``. The SFT target, including what ``<think_bbox>`` holds
 (``think_target``), is documented in ``stvg_lab.train.dataset``. Device settings come from
 :meth:`Recipe.training_kwargs`: on CPU ``use_cpu``, ``bf16=False``, no activation checkpointing and
-the recipe's learning rate; on GPU bf16 weights and autocast, checkpointing per the recipe.
+the recipe's learning rate; on GPU bf16 weights and autocast, checkpointing per the recipe. The
+loss is TRL's mean over the batch's answer tokens, or with ``sft_loss: row`` the mean over rows of
+each row's token mean (:func:`row_mean_loss`, for auxiliary rows whose answers are a few tokens).
 
 LoRA (``lora: true``): peft wraps the language model's ``lora_target_modules``; at the end the
 adapter is saved alone to ``adapter/`` and *merged* into the weights saved in ``final/``, so
@@ -105,11 +107,55 @@ def freeze_vision_tower(model: Any) -> int:
     return frozen
 
 
+def row_mean_loss(log_probs: Any, label_mask: Any, accumulation: int = 1) -> Any:
+    """Recipe ``sft_loss: row``: the mean over rows of each row's mean answer-token NLL.
+
+    ``log_probs``, ``label_mask``: ``(B, L-1)`` next-token log-probabilities and answer mask, as
+    TRL's fused LM head returns them. TRL's own loss divides the summed NLL by the batch's answer
+    tokens, so a row weighs as much as its answer is long: an ``aux_frame_cells`` answer (``"12"``
+    and ``<|im_end|>``) beside a ~230-token grounding answer gets ~1 % of the gradient. Here each
+    row with answer tokens counts once. ``accumulation``: micro-batches per optimizer step when
+    the Trainer leaves the averaging over them to the loss (it does when it passes
+    ``num_items_in_batch``); 1 otherwise.
+    """
+    mask = label_mask.to(log_probs.dtype)
+    rows = mask.sum(dim=1)  # (B,) answer tokens per row
+    if not bool((rows > 0).any()):  # no answer token in this micro-batch (truncated): zero, with a graph
+        return log_probs.sum() * 0.0
+    per_row = -(log_probs * mask).sum(dim=1)[rows > 0] / rows[rows > 0]
+    return per_row.sum() / (per_row.numel() * accumulation)
+
+
+class RowMeanLoss:
+    """Mixin for ``trl.SFTTrainer`` (pinned 1.16): with ``row_loss`` set, train on :func:`row_mean_loss`.
+
+    TRL's ``compute_loss`` still runs its one forward (fused LM head) and logs its metrics; a
+    forward hook keeps that forward's per-token outputs, and the row mean replaces the token mean
+    TRL computed from them. No second forward, no copy of TRL's loss code.
+    """
+
+    row_loss: bool = False
+
+    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        if not self.row_loss or return_outputs:
+            return super().compute_loss(model, inputs, return_outputs=return_outputs, num_items_in_batch=num_items_in_batch)
+        seen: list[Any] = []
+        handle = model.register_forward_hook(lambda module, args, out: seen.append(out))
+        try:
+            super().compute_loss(model, inputs, num_items_in_batch=num_items_in_batch)
+        finally:
+            handle.remove()
+        out = seen[-1]
+        accumulation = self.current_gradient_accumulation_steps if num_items_in_batch is not None else 1
+        return row_mean_loss(out.log_probs, out.label_mask, accumulation)
+
+
 def _sft_trainer_class():
     from trl import SFTTrainer
 
-    class ResumableSFTTrainer(FullCheckpointResume, SFTTrainer):
-        """``trl.SFTTrainer`` whose resume restores Qwen2.5-VL's weights (:class:`FullCheckpointResume`)."""
+    class ResumableSFTTrainer(FullCheckpointResume, RowMeanLoss, SFTTrainer):
+        """``trl.SFTTrainer`` whose resume restores Qwen2.5-VL's weights (:class:`FullCheckpointResume`)
+        and that can average the loss per row (:class:`RowMeanLoss`)."""
 
     return ResumableSFTTrainer
 
@@ -183,6 +229,7 @@ def run_sft(recipe: Recipe, resume: bool = False, callbacks: Sequence[Any] = ())
         peft_config=recipe.lora_config(),
         callbacks=[JsonlLogCallback(run_dir), *callbacks],
     )
+    trainer.row_loss = recipe.sft_loss == "row"
     trainer.train(resume_from_checkpoint=checkpoint)
     if trainer.state.global_step < trainer.state.max_steps and trainer.control.should_training_stop:
         logger.warning("%s: training stopped at step %d of %d", run_dir, trainer.state.global_step, trainer.state.max_steps)
