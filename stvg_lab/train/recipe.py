@@ -104,7 +104,7 @@ class Recipe:
     # SFT: also one "cell of its centre in frame k" row per sample (frame_cell_row, bench/position_probe.py's question)
     aux_frame_cells: bool = False
     # SFT loss: "token" = TRL's mean over all answer tokens of a batch (a 3-token auxiliary answer beside a
-    # 230-token one gets ~1 % of it); "row" = each row's token mean, then the mean over rows (sft.row_mean_loss)
+    # 230-token one gets ~2 % of it); "row" = each row's token mean, then the mean over rows (sft.row_mean_loss)
     sft_loss: str = "token"
     train_vision_tower: bool = True  # False freezes the ViT (patch embedding and blocks); the merger and LLM still train
     save_steps: int = 100

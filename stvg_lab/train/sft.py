@@ -113,7 +113,7 @@ def row_mean_loss(log_probs: Any, label_mask: Any, accumulation: int = 1) -> Any
     ``log_probs``, ``label_mask``: ``(B, L-1)`` next-token log-probabilities and answer mask, as
     TRL's fused LM head returns them. TRL's own loss divides the summed NLL by the batch's answer
     tokens, so a row weighs as much as its answer is long: an ``aux_frame_cells`` answer (``"12"``
-    and ``<|im_end|>``) beside a ~230-token grounding answer gets ~1 % of the gradient. Here each
+    and ``<|im_end|>``) beside a ~230-token grounding answer gets ~2 % of the gradient. Here each
     row with answer tokens counts once. ``accumulation``: micro-batches per optimizer step when
     the Trainer leaves the averaging over them to the loss (it does when it passes
     ``num_items_in_batch``); 1 otherwise.
@@ -131,7 +131,8 @@ class RowMeanLoss:
 
     TRL's ``compute_loss`` still runs its one forward (fused LM head) and logs its metrics; a
     forward hook keeps that forward's per-token outputs, and the row mean replaces the token mean
-    TRL computed from them. No second forward, no copy of TRL's loss code.
+    TRL computed from them. No second forward, no copy of TRL's loss code. A call that asks for
+    the outputs (evaluation with ``compute_metrics``) keeps TRL's token mean.
     """
 
     row_loss: bool = False
