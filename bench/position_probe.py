@@ -71,13 +71,12 @@ def scene(
 
     bench = appearance == "benchmark"
     palette = tuple(PALETTE) if bench else COLOURS
-    cfg = SynthConfig()
 
     def look() -> tuple[str, int]:  # (shape, side in px); squares mode draws nothing from rng
         if not bench:
             return "square", SQUARE
         shape = SHAPES[rng.integers(len(SHAPES))]
-        lo, hi = cfg.large_px if rng.random() < 0.5 else cfg.small_px
+        lo, hi = SynthConfig.large_px if rng.random() < 0.5 else SynthConfig.small_px  # the dataclass defaults
         return shape, int(rng.integers(lo, hi + 1))
 
     def paint(t: slice | int, x: int, y: int, shape: str, px: int, colour: str) -> None:

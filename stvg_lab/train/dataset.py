@@ -189,6 +189,13 @@ def sft_target(sample: Sample, clip: Clip, fmt: "str | AnswerFormat | None" = "p
     return format_answer(span, boxes, think, fmt)
 
 
+def _frame_in_span(sample: Sample, clip: Clip, rng: np.random.Generator) -> tuple[int, list[float]]:
+    """A random kept frame ``k`` of the ground-truth span and the object's box there (model pixels)."""
+    span, boxes = tube_to_model(sample, clip.frame_numbers, clip.size)
+    k = int(rng.integers(span[0], span[1] + 1))
+    return k, boxes[k]
+
+
 def frame_box_row(sample: Sample, clip: Clip, rng: np.random.Generator) -> tuple[str, str]:
     """An auxiliary SFT ``(prompt, answer)``: the object's box in one random kept frame of its span.
 
@@ -197,10 +204,9 @@ def frame_box_row(sample: Sample, clip: Clip, rng: np.random.Generator) -> tuple
     SFT can lower most of its loss without the pixels; here every answer token depends on them.
     ``k`` counts the clip's kept frames from 0, as ``<time>`` does.
     """
-    span, boxes = tube_to_model(sample, clip.frame_numbers, clip.size)
-    k = int(rng.integers(span[0], span[1] + 1))
+    k, box = _frame_in_span(sample, clip, rng)
     prompt = f"{sample.query}\nGive only its box in frame {k} of 0-{len(clip.frame_numbers) - 1} as [x1,y1,x2,y2]."
-    return prompt, format_box(boxes[k])
+    return prompt, format_box(box)
 
 
 def frame_cell_row(sample: Sample, clip: Clip, rng: np.random.Generator) -> tuple[str, str]:
@@ -212,12 +218,10 @@ def frame_cell_row(sample: Sample, clip: Clip, rng: np.random.Generator) -> tupl
     asks of benchmark clips (``--data``), so a stand-in that reads position there keeps being
     asked to during grounding SFT. ``k`` counts the clip's kept frames from 0, as ``<time>`` does.
     """
-    span, boxes = tube_to_model(sample, clip.frame_numbers, clip.size)
-    k = int(rng.integers(span[0], span[1] + 1))
     rows, cols = clip.size[1] // PATCH_FACTOR, clip.size[0] // PATCH_FACTOR
     if max(rows, cols) > 10:
         raise ValueError(f"frame_cell_row: {sample.id} has a {rows}x{cols} token grid; one-digit cells need at most 10x10")
-    x1, y1, x2, y2 = boxes[k]
+    k, (x1, y1, x2, y2) = _frame_in_span(sample, clip, rng)
     row = min(int((y1 + y2) / 2 // PATCH_FACTOR), rows - 1)
     col = min(int((x1 + x2) / 2 // PATCH_FACTOR), cols - 1)
     prompt = f"{sample.query}\nIn which cell of the {rows}x{cols} grid is it in frame {k} of 0-{len(clip.frame_numbers) - 1}?"
