@@ -139,6 +139,10 @@ def main() -> None:
     ap.add_argument("--checkpoint", default=None, help="only score this checkpoint (e.g. an SFT run's final/) on the task's held-out scenes")
     ap.add_argument("--save", action="store_true", help="save the trained model to <root>/<name>/final (a start for learnability_probe --model)")
     args = ap.parse_args()
+    if args.data and args.task != "cell":
+        ap.error("--data asks the cell question only; leave --task at cell")
+    if args.no_sentence and not args.data:
+        ap.error("--no-sentence drops the sentence of --data's clips; drawn scenes have none")
 
     import torch
 
@@ -166,9 +170,7 @@ def main() -> None:
                 question = question.split("\n", 1)[1].replace(" is it in ", " is the object in ")
             return clip.frames, question, answer
 
-        if args.task != "cell":
-            raise SystemExit("--data asks the cell question only; leave --task at cell")
-        cache, train = ClipCache(2.0, 336), load_synthetic(args.data, "train")
+        cache, train = ClipCache.from_recipe(load_recipe("tiny_cpu")), load_synthetic(args.data, "train")
         val = load_synthetic(args.data, "val")[:64]
         held_out = [clip_scene(s, cache.get(s), np.random.default_rng(10_000 + i)) for i, s in enumerate(val)]
 
