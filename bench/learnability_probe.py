@@ -72,8 +72,8 @@ def main() -> None:
     from stvg_lab.data.synth import load_synthetic
     from stvg_lab.evaluate import evaluate_model
     from stvg_lab.model import count_parameters, load_model
-    from stvg_lab.train.logging import read_log
     from stvg_lab.train.dataset import frame_box_row, frame_cell_row
+    from stvg_lab.train.logging import read_log
     from stvg_lab.train.recipe import load_recipe
     from stvg_lab.train.sft import run_sft
 

@@ -43,13 +43,6 @@ class Vocabulary:
     motions: tuple[str, ...] = MOTIONS
     sizes: tuple[str, ...] = SIZES
 
-    @property
-    def named_attributes(self) -> tuple[str, ...]:
-        """The attributes every template names. Distractors differ from the target in one of these,
-        so a query never fits a distractor; templates without ``{motion}`` give a query with no
-        motion or event words, hence no prior on where the boxes go (bench/LEARNING.md round 4)."""
-        return tuple(a for a in ATTRIBUTES if all("{" + a + "}" in t for t in self.templates))
-
     def __post_init__(self) -> None:
         for name, allowed in (("colours", PALETTE), ("shapes", SHAPES), ("motions", MOTIONS), ("sizes", SIZES)):
             values = tuple(getattr(self, name))

@@ -43,10 +43,12 @@ logger = logging.getLogger(__name__)
 RECIPES_DIR = Path(__file__).resolve().parent.parent / "recipes"
 DATASETS: tuple[str, ...] = ("synthetic", "hcstvg-v1", "hcstvg-v2", "vidstg")
 THINK_TARGETS: tuple[str, ...] = ("grid", "same")
-SFT_LOSSES: tuple[str, ...] = ("token", "row")
 """SFT ``<think_bbox>`` targets (``stvg_lab.train.dataset.sft_target``): ``grid`` = the ground-truth
 box snapped outward to the 28-px grid of merged vision tokens; ``same`` = the ground-truth box.
 A format without ``<think_bbox>`` (``answer_format: no_think``, Table 5) ignores the field."""
+SFT_LOSSES: tuple[str, ...] = ("token", "row")
+"""SFT loss reductions (``stvg_lab.train.sft``): ``token`` = TRL's mean over the batch's answer tokens;
+``row`` = each row's token mean, then the mean over rows (:func:`stvg_lab.train.sft.row_mean_loss`)."""
 REWARD_VARIANTS: tuple[str, ...] = ("full", "no_think_reward", "giou_only", "l1_only", "overlap_penalty", "no_think_bbox")
 VLLM_MODES: tuple[str, ...] = ("colocate", "server")
 PRECISIONS: tuple[str, ...] = ("auto", "bf16", "fp32")
