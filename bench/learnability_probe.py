@@ -62,16 +62,19 @@ def main() -> None:
     ap.add_argument("--aux-frame-cells", action="store_true", help="recipe aux_frame_cells=true (one 'cell in frame k' row per sample)")
     ap.add_argument("--sft-loss", default="token", choices=("token", "row"), help="recipe sft_loss (row: each row's answer counts once)")
     ap.add_argument("--freeze-vision", action="store_true", help="recipe train_vision_tower=false")
+    ap.add_argument("--prompt-order", default=None, choices=("video_first", "text_first"), help="recipe prompt_order (default: the start checkpoint's own)")
+    ap.add_argument("--save-every", type=int, default=10_000, help="recipe save_steps: keep checkpoint-<step>/ to probe later (position_probe --checkpoint)")
     args = ap.parse_args()
 
     import torch
 
     torch.set_num_threads(1)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
-    from stvg_lab.analysis.reliance import video_reliance
+    from stvg_lab.analysis.reliance import grounding_rows, segment_gaps, video_reliance
     from stvg_lab.data.synth import load_synthetic
     from stvg_lab.evaluate import evaluate_model
     from stvg_lab.model import count_parameters, load_model
+    from stvg_lab.processor import prompt_order
     from stvg_lab.train.dataset import frame_box_row, frame_cell_row
     from stvg_lab.train.logging import read_log
     from stvg_lab.train.recipe import load_recipe
@@ -87,14 +90,15 @@ def main() -> None:
     recipe = load_recipe(
         "tiny_cpu", data=args.data, output_dir=str(run_dir), model=args.model, tiny_model=size, answer_format=args.format,
         think_target=args.think_target, learning_rate=args.lr, warmup_ratio=args.warmup, max_steps=args.steps,
-        per_device_batch_size=args.batch, save_steps=10_000, logging_steps=20, torch_threads=1,
+        per_device_batch_size=args.batch, save_steps=args.save_every, logging_steps=20, torch_threads=1,
         train_vision_tower=not args.freeze_vision, aux_frame_boxes=args.aux_frame_boxes,
-        aux_frame_cells=args.aux_frame_cells, sft_loss=args.sft_loss,
+        aux_frame_cells=args.aux_frame_cells, sft_loss=args.sft_loss, prompt_order=args.prompt_order,
     )
     t0 = time.time()
     final = run_sft(recipe)
     train_s = time.time() - t0
-    params = count_parameters(load_model(final)[0])  # also right for --model checkpoints, which have no base/
+    model, processor = load_model(final)
+    params = count_parameters(model)  # also right for --model checkpoints, which have no base/
     logs = read_log(run_dir)
     losses = [r["loss"] for r in logs if "loss" in r]
     accs = [r["mean_token_accuracy"] for r in logs if "mean_token_accuracy" in r]
@@ -108,12 +112,15 @@ def main() -> None:
     result = {
         "name": args.name, "params": params, "format": args.format, "think_target": args.think_target,
         "lr": args.lr, "steps": args.steps, "model": args.model, "aux_frame_boxes": args.aux_frame_boxes,
-        "aux_frame_cells": args.aux_frame_cells, "sft_loss": args.sft_loss, "s_per_step": round(train_s / args.steps, 3),
+        "aux_frame_cells": args.aux_frame_cells, "sft_loss": args.sft_loss, "prompt_order": prompt_order(processor.chat_template), "s_per_step": round(train_s / args.steps, 3),
         "final_loss": losses[-1] if losses else None, "final_token_acc": accs[-1] if accs else None,
         "parse_rate": 1 - m["parse_failure_rate"], "m_tIoU": m["pred"]["m_tIoU"], "m_vIoU": m["pred"]["m_vIoU"],
         "eval_s": round(time.time() - t1, 1),
         # own vs swapped-video answer loss on the same val clips (stvg_lab.analysis.reliance)
-        "reliance": video_reliance(final, val, args.format, think_target=args.think_target),
+        "reliance": video_reliance(model, val, args.format, processor=processor, think_target=args.think_target),
+        # the same per part of the answer: the span's digits, the first box, the later boxes
+        "reliance_by_segment": {k: {key: round(v[key], 4) for key in ("own", "gap")} | {"n": v["n"]} for k, v in segment_gaps(
+            model, processor, grounding_rows(val, args.format, think_target=args.think_target)).items()},
         # the same control on the auxiliary questions (asked of every run, trained on or not)
         "frame_box_reliance": aux_reliance(final, val, recipe, frame_box_row),
         "frame_cell_reliance": aux_reliance(final, val, recipe, frame_cell_row),

@@ -11,6 +11,9 @@ Run (one torch thread, ~0.16-0.2 s/step; LEARNING.md rounds 3 and 4 have the tab
     OMP_NUM_THREADS=1 .venv/bin/python bench/position_probe.py --name bench_from_pre --data data/synthetic --init bench/out/position/pre_dark/final --steps 2500 --every 250 --save
     # score only: did a later stage keep the reader?
     OMP_NUM_THREADS=1 .venv/bin/python bench/position_probe.py --name after_sft --task cell --light 0 --checkpoint bench/out/learning/P_dark/final
+    # round 5: the sentence before the video (one text-to-video distance), and which part a later stage changed
+    OMP_NUM_THREADS=1 .venv/bin/python bench/position_probe.py --name solo12k_sent_tf_from_pre --data data/solo12k --text-first --init bench/out/position/pre_dark/final --steps 1500 --every 250 --save
+    OMP_NUM_THREADS=1 .venv/bin/python bench/position_probe.py --name tp --data data/solo12k --no-sentence --checkpoint bench/out/learning/SN_reader_cells/final --transplant-from bench/out/position/solo12k_nosent_from_pre/final --parts vit merger attention mlp
 
 The full task mixes reading the video with writing ~230 tokens; this strips it to one scene
 (8 frames of 112x112, one 24-px square, optional distractors) and a 1-3 token answer, so a run takes
@@ -26,6 +29,13 @@ minutes and the answer can only come from the pixels:
 (``stvg_lab.train.dataset.frame_cell_row``, the recipe's ``aux_frame_cells`` question: the
 sentence, then "In which cell of the 4x4 grid is it in frame k of 0-7?"; train split for training,
 val for the held-out scenes).
+
+``--text-first`` asks with the question before the video (our chat template's text-first order,
+saved with ``--save``; a loaded checkpoint otherwise keeps its own order): the stand-in reads
+positions only at the text-to-video distance it learned them at, and in Qwen's order the
+sentence's length moves that distance (LEARNING.md round 5). ``--transplant-from R --parts ...``
+(with ``--checkpoint``) also scores the checkpoint with some parts
+(``stvg_lab.model_parts.PARTS``) taken from R: which part did a later stage change?
 
 Drawn scenes are lit with the benchmark's own ``apply_lighting`` (``--light`` is its amplitude on R
 and G; 64 is ``SynthConfig``'s default). The model is ``build_tiny_model`` with ``tiny_cpu``'s
@@ -128,6 +138,7 @@ def main() -> None:
     ap.add_argument("--appearance", default="squares", choices=("squares", "benchmark"), help="drawn objects: 24-px squares in 4 colours, or the benchmark's colours, shapes and sizes")
     ap.add_argument("--data", default=None, help="ask the cell question (frame_cell_row) of this synthetic dataset's clips (train; held out: val) instead of drawn scenes")
     ap.add_argument("--no-sentence", action="store_true", help="with --data: drop the sentence, ask only 'In which cell ... is the object in frame k' (its motion words give a prior)")
+    ap.add_argument("--text-first", action="store_true", help="ask with the question before the video (stvg_chat_template(text_first=True); Qwen's order is video first): the answer then sits at one mRoPE offset from the video whatever the sentence's length. Without it a loaded checkpoint keeps its own order")
     ap.add_argument("--rope-theta", type=float, default=None, help="override tiny_cpu's rope_theta (10); 1e6 is Qwen2.5-VL's")
     ap.add_argument("--steps", type=int, default=800)
     ap.add_argument("--every", type=int, default=100)
@@ -137,17 +148,22 @@ def main() -> None:
     ap.add_argument("--root", default="bench/out/position")
     ap.add_argument("--init", default=None, help="train from this checkpoint (e.g. an earlier probe's --save) instead of a fresh stand-in: a curriculum stage")
     ap.add_argument("--checkpoint", default=None, help="only score this checkpoint (e.g. an SFT run's final/) on the task's held-out scenes")
+    ap.add_argument("--transplant-from", default=None, help="with --checkpoint: also score it with --parts taken from this checkpoint (which part did a later stage change?)")
+    ap.add_argument("--parts", nargs="+", default=(), help="with --transplant-from: one scoring per entry, each a '+'-joined set of stvg_lab.model_parts.PARTS (e.g. vit+merger attention)")
     ap.add_argument("--save", action="store_true", help="save the trained model to <root>/<name>/final (a start for learnability_probe --model)")
     args = ap.parse_args()
     if args.data and args.task != "cell":
         ap.error("--data asks the cell question only; leave --task at cell")
     if args.no_sentence and not args.data:
         ap.error("--no-sentence drops the sentence of --data's clips; drawn scenes have none")
+    if bool(args.transplant_from) != bool(args.parts) or (args.transplant_from and not args.checkpoint):
+        ap.error("--transplant-from and --parts go together, with --checkpoint")
 
     import torch
 
     from stvg_lab.analysis.reliance import swap_gap
     from stvg_lab.model import build_model_inputs, build_tiny_model, load_model
+    from stvg_lab.processor import prompt_order, stvg_chat_template
     from stvg_lab.train.recipe import load_recipe
 
     torch.set_num_threads(1)
@@ -160,6 +176,9 @@ def main() -> None:
     else:
         model, processor = load_model(build_tiny_model(run / "base", seed=args.seed, **{**size, "rope_theta": theta}))
     theta = model.config.get_text_config().rope_parameters["rope_theta"]  # a loaded checkpoint keeps its own
+    if args.text_first:  # the template is saved with --save, so a later stage asks in the same order
+        processor.chat_template = stvg_chat_template(text_first=True)
+    text_first = prompt_order(processor.chat_template) == "text_first"
     if args.data:  # the benchmark's own frames: lit (unless the dataset is flat), moving, 0-2 distractors
         from stvg_lab.data.synth import load_synthetic
         from stvg_lab.train.dataset import ClipCache, frame_cell_row
@@ -196,8 +215,19 @@ def main() -> None:
         return {**{k: round(r[k], 4) for k in ("own", "swapped", "gap")}, "exact": hits / min(32, len(held_out))}
 
     if args.checkpoint:
-        print(json.dumps({"name": args.name, "checkpoint": args.checkpoint, "data": args.data, "task": args.task, "light": args.light,
-                          "distractors": args.distractors, **evaluate()}))
+        head = {"name": args.name, "checkpoint": args.checkpoint, "data": args.data, "no_sentence": args.no_sentence,
+                "text_first": text_first, "task": args.task, "light": args.light, "distractors": args.distractors}
+        print(json.dumps({**head, **evaluate()}))
+        if args.transplant_from:  # the checkpoint with some parts put back from another one
+            from stvg_lab.model_parts import check_parts, transplant
+
+            donor, _ = load_model(args.transplant_from)
+            own = {k: v.clone() for k, v in model.state_dict().items()}
+            for entry in args.parts:
+                parts = check_parts(entry.split("+"), "--parts")
+                transplant(model, donor, parts)
+                print(json.dumps({**head, "transplant_from": args.transplant_from, "parts": parts, **evaluate()}), flush=True)
+                model.load_state_dict(own)
         return
     opt = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=0.01)
     rng = np.random.default_rng(args.seed)
@@ -213,7 +243,7 @@ def main() -> None:
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         opt.step()
         if step % args.every == 0 or step == args.steps:
-            row = {"name": args.name, "init": args.init, "data": args.data, "no_sentence": args.no_sentence, "task": args.task, "light": args.light, "rope_theta": theta,
+            row = {"name": args.name, "init": args.init, "data": args.data, "no_sentence": args.no_sentence, "text_first": text_first, "task": args.task, "light": args.light, "rope_theta": theta,
                    "distractors": args.distractors, "move": args.move, "appearance": args.appearance, "step": step, "train_loss": round(loss.item(), 4),
                    **evaluate(), "s": round(time.time() - t0)}
             print(json.dumps(row), flush=True)

@@ -482,9 +482,23 @@ def _metadata_list(clips: Sequence[np.ndarray], video_metadata: Any, fps: float 
     return out
 
 
-def stvg_chat_template() -> str:
-    """Our Qwen2.5-VL chat template (``assets/chat_template.jinja``)."""
-    return CHAT_TEMPLATE_FILE.read_text(encoding="utf-8")
+TEXT_FIRST_OFF, TEXT_FIRST_ON = "{%- set text_first = false %}", "{%- set text_first = true %}"
+
+
+def stvg_chat_template(text_first: bool = False) -> str:
+    """Our Qwen2.5-VL chat template (``assets/chat_template.jinja``); ``text_first`` puts a turn's text before its video.
+
+    Why a template and not an argument: the order a checkpoint was trained with must be the order
+    it is asked in, by our inference, by TRL's trainers and by vLLM alike; all of them render the
+    checkpoint's own template, which ``final/`` saves beside the weights.
+    """
+    template = CHAT_TEMPLATE_FILE.read_text(encoding="utf-8")
+    return template.replace(TEXT_FIRST_OFF, TEXT_FIRST_ON, 1) if text_first else template
+
+
+def prompt_order(chat_template: str | None) -> str:
+    """``"text_first"`` for our text-first template, ``"video_first"`` for anything else (Qwen's order)."""
+    return "text_first" if chat_template and TEXT_FIRST_ON in chat_template else "video_first"
 
 
 class Qwen2_5_VLFramesProcessor(Qwen2_5_VLProcessor):

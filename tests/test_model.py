@@ -30,7 +30,7 @@ from stvg_lab.model import (
     train_bpe_tokenizer,
     bpe_corpus,
 )
-from stvg_lab.processor import VISION_SPECIAL_TOKENS
+from stvg_lab.processor import ASSETS, VISION_SPECIAL_TOKENS, prompt_order, stvg_chat_template
 
 ANSWER = format_answer((1, 2), {1: [10, 20, 50, 80], 2: [12, 20, 52, 80]}, None, "paper")
 
@@ -310,3 +310,49 @@ def test_qwen_vocabulary_stand_in_builds_and_runs(tmp_path):
     assert model.config.video_token_id == 151656
     with torch.no_grad():
         assert torch.isfinite(model(**build_model_inputs(processor, frames(), "x", ANSWER)).loss)
+
+
+def _answer_offset(model, processor, prompt: str) -> int:
+    """mRoPE text position of the answer's first token minus that of the first video token."""
+    inputs = build_model_inputs(processor, frames(), prompt, "12")
+    positions, _ = model.model.get_rope_index(
+        inputs["input_ids"], inputs["mm_token_type_ids"], video_grid_thw=inputs["video_grid_thw"],
+        second_per_grid_ts=inputs["second_per_grid_ts"], attention_mask=inputs["attention_mask"],
+    )
+    video = (inputs["mm_token_type_ids"][0] == 2).nonzero().flatten()
+    answer = (inputs["labels"][0] != -100).nonzero().flatten()
+    return int(positions[0, 0, answer[0]] - positions[0, 0, video[0]])
+
+
+@pytest.fixture
+def template(tiny):
+    """Set the tiny processor's chat template for one test, then put the saved one back."""
+    processor = tiny[2]
+    saved = processor.chat_template
+    yield lambda text: setattr(processor, "chat_template", text)
+    processor.chat_template = saved
+
+
+# (template, one answer offset for prompts of different lengths?, rendered user turn starts with)
+PROMPT_ORDER_CASES = [
+    # Qwen's order: the prompt sits between the video and the answer, so its length moves the answer
+    (False, False, "<|im_start|>user\n<|vision_start|>"),
+    # text first: the answer is always the same number of positions after the video
+    (True, True, "<|im_start|>user\nFind it.<|vision_start|>"),
+]
+
+
+@pytest.mark.parametrize("text_first, fixed, user_turn", PROMPT_ORDER_CASES)
+def test_prompt_order_of_our_template(tiny, template, text_first, fixed, user_turn):
+    _, model, processor = tiny
+    template(stvg_chat_template(text_first=text_first))
+    assert prompt_order(processor.chat_template) == ("text_first" if text_first else "video_first")
+    offsets = {_answer_offset(model, processor, p) for p in ("a", "a much longer prompt than that")}
+    assert (len(offsets) == 1) is fixed
+    text = processor.tokenizer.decode(build_model_inputs(processor, frames(), "Find it.")["input_ids"][0])
+    assert user_turn in text and text.count("Find it.") == 1
+
+
+def test_video_first_template_is_the_shipped_one():
+    assert stvg_chat_template(text_first=False) == (ASSETS / "chat_template.jinja").read_text(encoding="utf-8")
+    assert prompt_order(None) == "video_first"  # a checkpoint without a template: Qwen's order

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from stvg_lab.analysis.reliance import swap_gap, video_reliance
+from stvg_lab.analysis.reliance import ANSWER_SEGMENTS, answer_segments, grounding_rows, segment_gaps, swap_gap, video_reliance
 from stvg_lab.data.synth import generate_synthetic, load_synthetic
 from stvg_lab.model import build_tiny_model, load_model
 
@@ -90,3 +90,55 @@ def test_swap_gap_errors_name_the_row(tiny_and_samples):
         swap_gap(model, processor, rows)
     with pytest.raises(ValueError, match="clip-b has frames"):
         swap_gap(model, processor, rows, names=["clip-a", "clip-b", "clip-c"])
+
+
+
+def _digits_by_segment(answer: str) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for ch, seg in zip(answer, answer_segments(answer)):
+        if seg is not None:
+            out[seg] = out.get(seg, "") + ch
+    return out
+
+
+# (answer, the digits each segment gets, in order)
+SEGMENT_CASES = [
+    # compact: span, then boxes without frame labels
+    ("<time>5-6</time><think_bbox>[0,0,56,84][0,1,56,85]</think_bbox><pred_bbox>[10,20,50,80][12,20,52,80]</pred_bbox>",
+     {"time": "56", "think box 1": "005684", "think boxes 2+": "015685", "pred box 1": "10205080", "pred boxes 2+": "12205280"}),
+    # paper: the frame labels "5." and "6." are not coordinates
+    ("<time> 5 - 6 </time> <think_bbox> 5. [0,0,56,84], 6. [0,1,56,85] </think_bbox> <pred_bbox> 5. [10,20,50,80], 6. [12,20,52,80] </pred_bbox>",
+     {"time": "56", "think box 1": "005684", "think boxes 2+": "015685", "pred box 1": "10205080", "pred boxes 2+": "12205280"}),
+    # no think; three boxes: the 2nd and 3rd share a segment
+    ("<time> 5 - 7 </time> <pred_bbox> 5. [1,2,3,4], 6. [5,6,7,8], 7. [9,9,9,9] </pred_bbox>",
+     {"time": "57", "pred box 1": "1234", "pred boxes 2+": "56789999"}),
+    # an unclosed tag (a truncated answer) marks nothing in it
+    ("<time>5-6</time><pred_bbox>[1,2,3,4]", {"time": "56"}),
+    ("no tags 123", {}),
+]
+
+
+@pytest.mark.parametrize("answer, digits", SEGMENT_CASES)
+def test_answer_segments(answer, digits):
+    assert _digits_by_segment(answer) == digits
+    assert len(answer_segments(answer)) == len(answer)
+
+
+def test_segment_gaps_of_a_random_model(tiny_and_samples):
+    model, processor, samples = tiny_and_samples
+    rows = grounding_rows(samples, "compact")
+    r = segment_gaps(model, processor, rows)
+    assert set(r) <= set(ANSWER_SEGMENTS) and {"time", "think box 1", "pred box 1"} <= set(r)
+    for seg, v in r.items():
+        assert v["n"] > 0 and np.isfinite([v["own"], v["swapped"]]).all() and v["gap"] == pytest.approx(v["swapped"] - v["own"])
+    assert any(v["gap"] != 0.0 for v in r.values())  # different frames reach the digits
+    # the stand-in's BPE gives every digit its own token, so each marked digit is counted exactly once
+    assert sum(v["n"] for v in r.values()) == sum(sum(seg is not None for seg in answer_segments(a)) for _, _, a in rows)
+
+
+def test_segment_gaps_with_identical_videos_are_zero(tiny_and_samples):
+    model, processor, samples = tiny_and_samples
+    rows = [(r[0], p, a) for r, (_, p, a) in zip([grounding_rows(samples, "compact")[0]] * 3, grounding_rows(samples, "compact"))]
+    assert all(v["gap"] == 0.0 for v in segment_gaps(model, processor, rows).values())
+    with pytest.raises(ValueError, match="at least 2"):
+        segment_gaps(model, processor, rows[:1])

@@ -546,3 +546,22 @@ def test_run_with_row_loss_trains_on_it(synth_root, tmp_path, monkeypatch):
     assert min(lengths) <= 4 and all(n <= 4 or n > 50 for n in lengths), lengths
     with pytest.raises(ValueError, match="sft_loss"):
         _recipe(synth_root, tmp_path / "bad", sft_loss="sequence")
+
+
+@pytest.mark.parametrize("order, text_before_video", [("text_first", True), ("video_first", False)])
+def test_prompt_order_reaches_the_trainer_and_the_checkpoint(synth_root, tmp_path, order, text_before_video):
+    from stvg_lab.model import build_model_inputs, load_model
+    from stvg_lab.processor import prompt_order
+
+    spy = _FirstBatchSpy()
+    recipe = _recipe(synth_root, tmp_path / "run", prompt_order=order, max_steps=1, save_steps=1)
+    final = run_sft(recipe, callbacks=[spy])
+    processor = load_model(final, device="cpu")[1]
+    assert prompt_order(processor.chat_template) == order  # saved with the weights: inference asks the same way
+    trained = processor.tokenizer.decode(spy.inputs["input_ids"][0])
+    asked = processor.tokenizer.decode(build_model_inputs(processor, np.zeros((4, 56, 56, 3), np.uint8), "Where is it?")["input_ids"][0])
+    for text in (trained, asked):  # what SFT trained on, and what inference asks
+        user_turn = text[text.index("<|im_start|>user\n"):]
+        assert user_turn.startswith("<|im_start|>user\n<|vision_start|>") is not text_before_video, user_turn[:80]
+    with pytest.raises(ValueError, match="prompt_order"):
+        _recipe(synth_root, tmp_path / "bad", prompt_order="query_first")

@@ -3,6 +3,7 @@
     from stvg_lab.analysis.reliance import video_reliance, swap_gap
     video_reliance("runs/sft/final", samples, fmt="compact")   # {"own": 0.37, "swapped": 0.37, "gap": 0.0, ...}
     swap_gap(model, processor, [(frames, question, answer), ...], batch_size=8)  # any question
+    segment_gaps(model, processor, rows)  # the same, per part of a grounding answer: {"time": {...}, "pred box 1": {...}, ...}
 
 A grounding number above a trivial baseline can come from the sentence alone ("moves up" tells
 the direction of the boxes, the event kind tells a typical span). This control separates the two:
@@ -13,11 +14,14 @@ the decoy must have the same frame count and size). A model that uses the video 
 its metrics say. :func:`swap_gap` does it for any ``(frames, prompt, answer)`` rows (the bench
 probes ask their own questions); :func:`video_reliance` for the SFT target
 (``stvg_lab.train.dataset.sft_target``) of samples. bench/LEARNING.md reports it for every
-stand-in configuration.
+stand-in configuration. :func:`segment_gaps` splits the control over the answer's numbers (the
+span, the first box, the later boxes): a whole-answer gap is dominated by the many tokens the
+sentence and the format already give, and reading the video shows first in a few of them.
 """
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -40,8 +44,6 @@ def video_reliance(
     then with ``processor``. Returns ``own``, ``swapped``, ``gap`` (= swapped - own), ``n``.
     """
     from stvg_lab.model import load_model
-    from stvg_lab.task import prompt_text
-    from stvg_lab.train.dataset import ClipCache, sft_target
 
     if len(samples) < 2:
         raise ValueError(f"video_reliance needs at least 2 samples to swap videos, got {len(samples)}")
@@ -49,10 +51,20 @@ def video_reliance(
         model, processor = load_model(model)
     elif processor is None:
         raise ValueError("video_reliance: pass the processor with a loaded model")
+    rows = grounding_rows(samples, fmt, think_target=think_target, fps=fps, max_side=max_side)
+    return swap_gap(model, processor, rows, fps=fps, names=[s.id for s in samples])
+
+
+def grounding_rows(
+    samples: Sequence[Sample], fmt: str = "paper", *, think_target: str = "grid", fps: float = 2.0, max_side: int = 336
+) -> list[tuple[Any, str, str]]:
+    """``(frames, prompt, SFT target)`` per sample: the rows :func:`swap_gap` and :func:`segment_gaps` score."""
+    from stvg_lab.task import prompt_text
+    from stvg_lab.train.dataset import ClipCache, sft_target
+
     cache = ClipCache(fps, max_side)
     clips = [cache.get(s) for s in samples]
-    rows = [(c.frames, prompt_text(s, c, fmt), sft_target(s, c, fmt, think_target)) for s, c in zip(samples, clips)]
-    return swap_gap(model, processor, rows, fps=fps, names=[s.id for s in samples])
+    return [(c.frames, prompt_text(s, c, fmt), sft_target(s, c, fmt, think_target)) for s, c in zip(samples, clips)]
 
 
 def swap_gap(
@@ -103,3 +115,92 @@ def swap_gap(
         model.train(was_training)
     own, swapped = (sum(totals[k]) / len(totals[k]) for k in ("own", "swapped"))
     return {"own": own, "swapped": swapped, "gap": swapped - own, "n": n}
+
+
+ANSWER_SEGMENTS: tuple[str, ...] = ("time", "think box 1", "think boxes 2+", "pred box 1", "pred boxes 2+")
+_TAGGED = re.compile(r"<(time|think_bbox|pred_bbox)>(.*?)</\1>", re.S)
+_BOX = re.compile(r"\[[^\[\]]*\]")
+
+
+def answer_segments(answer: str) -> list[str | None]:
+    """Per character of a serialised answer: the :data:`ANSWER_SEGMENTS` entry of each digit, None elsewhere.
+
+    Digits inside ``<time>`` are ``time``; inside ``<think_bbox>`` / ``<pred_bbox>`` only the digits
+    within ``[...]`` count (the paper format's frame labels ``"5."`` are not coordinates), split
+    into the first box of the tag and the rest. Works for every format of ``stvg_lab.answer``.
+    """
+    out: list[str | None] = [None] * len(answer)
+    for tag in _TAGGED.finditer(answer):
+        name, start = tag.group(1), tag.start(2)
+        if name == "time":
+            spans = [("time", start, tag.end(2))]
+        else:
+            part = name.split("_")[0]
+            spans = [(f"{part} box 1" if i == 0 else f"{part} boxes 2+", start + b.start(), start + b.end())
+                     for i, b in enumerate(_BOX.finditer(tag.group(2)))]
+        for segment, lo, hi in spans:
+            for k in range(lo, hi):
+                if answer[k].isdigit():
+                    out[k] = segment
+    return out
+
+
+def segment_gaps(
+    model: Any,
+    processor: Any,
+    rows: Sequence[tuple[Any, str, str]],
+    *,
+    fps: float = 2.0,
+    names: Sequence[str] | None = None,
+) -> dict[str, dict[str, float]]:
+    """:func:`swap_gap` per answer segment: mean NLL of the digit tokens of each segment, own vs next row's frames.
+
+    ``rows`` = ``(frames, prompt, answer)`` with grounding answers (:func:`answer_segments`); one
+    row per forward. Returns ``{segment: {"own", "swapped", "gap", "n"}}`` for the segments that
+    occur (``n``: digit tokens). A token counts for the segment of its first digit.
+    """
+    import torch
+
+    from stvg_lab.model import build_model_inputs
+
+    n = len(rows)
+    names = list(names) if names is not None else [f"row {i}" for i in range(n)]
+    if n < 2:
+        raise ValueError(f"segment_gaps needs at least 2 rows to swap videos, got {n}")
+    tokenizer = processor.tokenizer
+    sums: dict[str, list[float]] = {}
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            for i, (frames, prompt, answer) in enumerate(rows):
+                decoy = rows[(i + 1) % n][0]
+                if decoy.shape != frames.shape:
+                    raise ValueError(f"segment_gaps: {names[i]} has frames {frames.shape}, its decoy {names[(i + 1) % n]} {decoy.shape}")
+                nll = []
+                for video in (frames, decoy):
+                    inputs = {k: v.to(model.device) for k, v in build_model_inputs(processor, video, prompt, answer, fps=fps).items()}
+                    logits = model(**inputs).logits[0, :-1]  # (L-1, V): token j+1 predicted at j
+                    labels = inputs["labels"][0, 1:]
+                    keep = labels != -100
+                    nll.append(torch.nn.functional.cross_entropy(logits[keep].float(), labels[keep], reduction="none").tolist())
+                    ids = labels[keep].tolist()
+                segments, pos = answer_segments(answer), 0
+                for j, token in enumerate(ids):
+                    piece = tokenizer.decode([token])
+                    if answer[pos : pos + len(piece)] != piece:
+                        break  # past the answer: <|im_end|> and its newline
+                    segment = next((segments[pos + k] for k, ch in enumerate(piece) if ch.isdigit()), None)
+                    pos += len(piece)
+                    if segment is not None:
+                        sums.setdefault(segment, []).append((nll[0][j], nll[1][j]))
+                if pos != len(answer):
+                    raise ValueError(f"segment_gaps: {names[i]}: the answer's tokens do not decode back to it (stopped at character {pos})")
+    finally:
+        model.train(was_training)
+    out = {}
+    for segment in ANSWER_SEGMENTS:
+        if segment in sums:
+            own, swapped = (sum(p[k] for p in sums[segment]) / len(sums[segment]) for k in (0, 1))
+            out[segment] = {"own": own, "swapped": swapped, "gap": swapped - own, "n": len(sums[segment])}
+    return out

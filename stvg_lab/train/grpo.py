@@ -57,7 +57,7 @@ import numpy as np
 from stvg_lab.train.grpo_video import VideoGRPOTrainer
 from stvg_lab.train.recipe import Recipe, add_recipe_arguments, recipe_from_args
 from stvg_lab.train.runs import FINAL_DIR, FullCheckpointResume, resume_point
-from stvg_lab.train.sft import RECIPE_FILE, freeze_vision_tower, load_for_training, resolve_model_path, save_run_recipe, world_size
+from stvg_lab.train.sft import RECIPE_FILE, apply_prompt_order, freeze_vision_tower, load_for_training, resolve_model_path, save_run_recipe, world_size
 
 logger = logging.getLogger(__name__)
 
@@ -242,6 +242,7 @@ def run_grpo(recipe: Recipe, resume: bool = False, callbacks: Sequence[Any] = ()
     model, processor = load_for_training(init, cuda)
     if not recipe.train_vision_tower:
         logger.info("GRPO %s: vision tower frozen (%d parameters)", recipe.name, freeze_vision_tower(model))
+    apply_prompt_order(processor, recipe)
     samples = load_samples(recipe, recipe.train_split)
     dataset = build_grpo_dataset(samples, recipe, ClipCache.from_recipe(recipe))
     trainer = STVGGRPOTrainer(

@@ -49,6 +49,11 @@ A format without ``<think_bbox>`` (``answer_format: no_think``, Table 5) ignores
 SFT_LOSSES: tuple[str, ...] = ("token", "row")
 """SFT loss reductions (``stvg_lab.train.sft``): ``token`` = TRL's mean over the batch's answer tokens;
 ``row`` = each row's token mean, then the mean over rows (:func:`stvg_lab.train.sft.row_mean_loss`)."""
+PROMPT_ORDERS: tuple[str, ...] = ("video_first", "text_first")
+"""Where the prompt sits in the user turn (``stvg_lab.processor.stvg_chat_template``): ``video_first`` is
+Qwen's order and the paper's; ``text_first`` puts the query before the video, so the answer is the
+same number of mRoPE positions after every video token whatever the query's length (bench/LEARNING.md
+round 5: the from-scratch stand-in reads positions only at a fixed offset)."""
 REWARD_VARIANTS: tuple[str, ...] = ("full", "no_think_reward", "giou_only", "l1_only", "overlap_penalty", "no_think_bbox")
 VLLM_MODES: tuple[str, ...] = ("colocate", "server")
 PRECISIONS: tuple[str, ...] = ("auto", "bf16", "fp32")
@@ -108,6 +113,8 @@ class Recipe:
     # SFT loss: "token" = TRL's mean over all answer tokens of a batch (a 3-token auxiliary answer beside a
     # 230-token one gets ~2 % of it); "row" = each row's token mean, then the mean over rows (sft.row_mean_loss)
     sft_loss: str = "token"
+    # None keeps the checkpoint's chat template; video_first / text_first set ours in that order (PROMPT_ORDERS)
+    prompt_order: str | None = None
     train_vision_tower: bool = True  # False freezes the ViT (patch embedding and blocks); the merger and LLM still train
     save_steps: int = 100
     save_total_limit: int | None = None
@@ -161,6 +168,8 @@ class Recipe:
         for name, allowed in choices.items():
             if getattr(self, name) not in allowed:
                 raise bad(name, f"is not one of {list(allowed)}")
+        if self.prompt_order is not None and self.prompt_order not in PROMPT_ORDERS:
+            raise bad("prompt_order", f"is not one of {list(PROMPT_ORDERS)} or null (the checkpoint's own template)")
         if self.torch_threads is not None and self.torch_threads < 1:
             raise bad("torch_threads", "must be at least 1 or null")
         for name in ("per_device_batch_size", "gradient_accumulation_steps", "num_generations", "save_steps",

@@ -42,6 +42,7 @@ import shutil
 from pathlib import Path
 from typing import Any, Sequence
 
+from stvg_lab.model_parts import freeze_parts
 from stvg_lab.train.recipe import Recipe, add_recipe_arguments, load_recipe, recipe_from_args
 from stvg_lab.train.runs import FINAL_DIR, FullCheckpointResume, resume_point
 
@@ -98,13 +99,19 @@ def freeze_vision_tower(model: Any) -> int:
     ViT keeps the pixels' information (random features) while the merger learns the mapping into
     the LLM, as real VLM fine-tuning often freezes the pretrained ViT.
     """
-    visual = model.model.visual if hasattr(model, "model") and hasattr(model.model, "visual") else model.visual
-    frozen = 0
-    for name, param in visual.named_parameters():
-        if not name.startswith("merger."):
-            param.requires_grad_(False)
-            frozen += param.numel()
-    return frozen
+    return freeze_parts(model, ["vit"])
+
+
+def apply_prompt_order(processor: Any, recipe: Recipe) -> None:
+    """Give ``processor`` our chat template in ``recipe.prompt_order`` (None: keep the checkpoint's).
+
+    The template is saved with every checkpoint, so inference, GRPO and vLLM then ask the trained
+    model in the order it learned (``stvg_lab.processor.stvg_chat_template``).
+    """
+    from stvg_lab.processor import stvg_chat_template
+
+    if recipe.prompt_order is not None:
+        processor.chat_template = stvg_chat_template(text_first=recipe.prompt_order == "text_first")
 
 
 def row_mean_loss(log_probs: Any, label_mask: Any, accumulation: int = 1) -> Any:
@@ -213,6 +220,7 @@ def run_sft(recipe: Recipe, resume: bool = False, callbacks: Sequence[Any] = ())
     model, processor = load_for_training(model_path, cuda)
     if not recipe.train_vision_tower:
         logger.info("SFT %s: vision tower frozen (%d parameters)", recipe.name, freeze_vision_tower(model))
+    apply_prompt_order(processor, recipe)
     samples = load_samples(recipe, recipe.train_split)
     dataset = build_sft_dataset(samples, recipe, ClipCache.from_recipe(recipe))
     args = sft_config(recipe, cuda)
