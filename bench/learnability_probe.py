@@ -63,6 +63,7 @@ def main() -> None:
     ap.add_argument("--sft-loss", default="token", choices=("token", "row"), help="recipe sft_loss (row: each row's answer counts once)")
     ap.add_argument("--freeze-vision", action="store_true", help="recipe train_vision_tower=false")
     ap.add_argument("--prompt-order", default=None, choices=("video_first", "text_first"), help="recipe prompt_order (default: the start checkpoint's own)")
+    ap.add_argument("--seed", type=int, default=0, help="recipe seed (data order, fresh stand-in's weights)")
     ap.add_argument("--save-every", type=int, default=10_000, help="recipe save_steps: keep checkpoint-<step>/ to probe later (position_probe --checkpoint)")
     args = ap.parse_args()
 
@@ -92,7 +93,7 @@ def main() -> None:
         think_target=args.think_target, learning_rate=args.lr, warmup_ratio=args.warmup, max_steps=args.steps,
         per_device_batch_size=args.batch, save_steps=args.save_every, logging_steps=20, torch_threads=1,
         train_vision_tower=not args.freeze_vision, aux_frame_boxes=args.aux_frame_boxes,
-        aux_frame_cells=args.aux_frame_cells, sft_loss=args.sft_loss, prompt_order=args.prompt_order,
+        aux_frame_cells=args.aux_frame_cells, sft_loss=args.sft_loss, prompt_order=args.prompt_order, seed=args.seed,
     )
     t0 = time.time()
     final = run_sft(recipe)
@@ -111,7 +112,7 @@ def main() -> None:
     m = report.metrics
     result = {
         "name": args.name, "params": params, "format": args.format, "think_target": args.think_target,
-        "lr": args.lr, "steps": args.steps, "model": args.model, "aux_frame_boxes": args.aux_frame_boxes,
+        "lr": args.lr, "steps": args.steps, "seed": args.seed, "model": args.model, "aux_frame_boxes": args.aux_frame_boxes,
         "aux_frame_cells": args.aux_frame_cells, "sft_loss": args.sft_loss, "prompt_order": prompt_order(processor.chat_template), "s_per_step": round(train_s / args.steps, 3),
         "final_loss": losses[-1] if losses else None, "final_token_acc": accs[-1] if accs else None,
         "parse_rate": 1 - m["parse_failure_rate"], "m_tIoU": m["pred"]["m_tIoU"], "m_vIoU": m["pred"]["m_vIoU"],
