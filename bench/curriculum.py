@@ -1,7 +1,7 @@
 """The round-5 curriculum: a stand-in that reads the video, from scratch, in one command.
 
-    OMP_NUM_THREADS=1 .venv/bin/python bench/curriculum.py --seed 0                    # ~55 min on one core
-    OMP_NUM_THREADS=1 .venv/bin/python bench/curriculum.py --seed 0 --data data/synthetic   # the default benchmark (+1 stage)
+    OMP_NUM_THREADS=1 .venv/bin/python bench/curriculum.py --seed 0                    # ~45 min on one core
+    OMP_NUM_THREADS=1 .venv/bin/python bench/curriculum.py --seed 0 --data data/synthetic   # the default benchmark (+1 stage, ~1 h)
 
 Stages (bench/LEARNING.md round 5 has what each does and why), each skipped when its output exists;
 a probe stage (1-3) runs again from its own end (``<stage>_2``, ...) until its held-out gap
