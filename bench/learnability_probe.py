@@ -24,15 +24,13 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 
-def aux_reliance(checkpoint, samples, recipe, make_row, seed: int = 0) -> dict:
+def aux_reliance(model, processor, samples, recipe, make_row, seed: int = 0) -> dict:
     """Own vs swapped-video loss of one auxiliary question per sample (``frame_box_row``, ``frame_cell_row``), batches of 8."""
     import numpy as np
 
     from stvg_lab.analysis.reliance import swap_gap
-    from stvg_lab.model import load_model
     from stvg_lab.train.dataset import ClipCache
 
-    model, processor = load_model(checkpoint)
     cache, rng = ClipCache.from_recipe(recipe), np.random.default_rng(seed)
     rows = [(clip.frames, *make_row(s, clip, rng)) for s, clip in ((s, cache.get(s)) for s in samples)]
     return swap_gap(model, processor, rows, batch_size=8, fps=recipe.fps, names=[s.id for s in samples])
@@ -123,8 +121,8 @@ def main() -> None:
         "reliance_by_segment": {k: {key: round(v[key], 4) for key in ("own", "gap")} | {"n": v["n"]} for k, v in segment_gaps(
             model, processor, grounding_rows(val, args.format, think_target=args.think_target)).items()},
         # the same control on the auxiliary questions (asked of every run, trained on or not)
-        "frame_box_reliance": aux_reliance(final, val, recipe, frame_box_row),
-        "frame_cell_reliance": aux_reliance(final, val, recipe, frame_cell_row),
+        "frame_box_reliance": aux_reliance(model, processor, val, recipe, frame_box_row),
+        "frame_cell_reliance": aux_reliance(model, processor, val, recipe, frame_cell_row),
         "baselines": {k: {"m_tIoU": v["m_tIoU"], "m_vIoU": v["m_vIoU"]} for k, v in (m.get("baselines") or {}).items()},
     }
     with open(Path(args.root) / "results.jsonl", "a", encoding="utf-8") as f:

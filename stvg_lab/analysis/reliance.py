@@ -67,6 +67,23 @@ def grounding_rows(
     return [(c.frames, prompt_text(s, c, fmt), sft_target(s, c, fmt, think_target)) for s, c in zip(samples, clips)]
 
 
+def _own_and_decoy_frames(rows: Sequence[tuple[Any, str, str]], names: Sequence[str] | None, caller: str) -> tuple[list, list, list]:
+    """Row names (default: indices), each row's frames and its decoy's (the next row's, cyclic); a ValueError names rows that do not fit."""
+    n = len(rows)
+    names = list(names) if names is not None else [f"row {i}" for i in range(n)]
+    if n < 2:
+        raise ValueError(f"{caller} needs at least 2 rows to swap videos, got {n}")
+    frames = [r[0] for r in rows]
+    for i in range(n):
+        j = (i + 1) % n
+        if frames[j].shape != frames[i].shape:
+            raise ValueError(
+                f"{caller}: {names[i]} has frames {frames[i].shape}, its decoy {names[j]} {frames[j].shape}; "
+                "give rows of one clip length and size"
+            )
+    return names, frames, frames[1:] + frames[:1]
+
+
 def swap_gap(
     model: Any,
     processor: Any,
@@ -86,19 +103,8 @@ def swap_gap(
 
     from stvg_lab.model import build_model_inputs
 
+    _, frames, decoys = _own_and_decoy_frames(rows, names, "swap_gap")
     n = len(rows)
-    names = list(names) if names is not None else [f"row {i}" for i in range(n)]
-    if n < 2:
-        raise ValueError(f"swap_gap needs at least 2 rows to swap videos, got {n}")
-    frames = [r[0] for r in rows]
-    for i in range(n):
-        j = (i + 1) % n
-        if frames[j].shape != frames[i].shape:
-            raise ValueError(
-                f"swap_gap: {names[i]} has frames {frames[i].shape}, its decoy {names[j]} {frames[j].shape}; "
-                "give rows of one clip length and size"
-            )
-    decoys = frames[1:] + frames[:1]
     was_training = model.training
     model.eval()
     totals = {"own": [], "swapped": []}
@@ -163,28 +169,22 @@ def segment_gaps(
 
     from stvg_lab.model import build_model_inputs
 
-    n = len(rows)
-    names = list(names) if names is not None else [f"row {i}" for i in range(n)]
-    if n < 2:
-        raise ValueError(f"segment_gaps needs at least 2 rows to swap videos, got {n}")
+    names, frames, decoys = _own_and_decoy_frames(rows, names, "segment_gaps")
     tokenizer = processor.tokenizer
     sums: dict[str, list[float]] = {}
     was_training = model.training
     model.eval()
     try:
         with torch.no_grad():
-            for i, (frames, prompt, answer) in enumerate(rows):
-                decoy = rows[(i + 1) % n][0]
-                if decoy.shape != frames.shape:
-                    raise ValueError(f"segment_gaps: {names[i]} has frames {frames.shape}, its decoy {names[(i + 1) % n]} {decoy.shape}")
+            for i, (_, prompt, answer) in enumerate(rows):
                 nll = []
-                for video in (frames, decoy):
+                for video in (frames[i], decoys[i]):
                     inputs = {k: v.to(model.device) for k, v in build_model_inputs(processor, video, prompt, answer, fps=fps).items()}
                     logits = model(**inputs).logits[0, :-1]  # (L-1, V): token j+1 predicted at j
                     labels = inputs["labels"][0, 1:]
-                    keep = labels != -100
+                    keep = labels != -100  # the same answer tokens with either video
                     nll.append(torch.nn.functional.cross_entropy(logits[keep].float(), labels[keep], reduction="none").tolist())
-                    ids = labels[keep].tolist()
+                ids = labels[keep].tolist()
                 segments, pos = answer_segments(answer), 0
                 for j, token in enumerate(ids):
                     piece = tokenizer.decode([token])
