@@ -33,7 +33,7 @@ def run_seed(args: argparse.Namespace) -> dict:
     from stvg_lab.data.synth import ensure_synthetic, load_synthetic
     from stvg_lab.evaluate import evaluate_model
     from stvg_lab.train.grpo import run_grpo
-    from stvg_lab.train.logging import read_log
+    from stvg_lab.train.logging import read_log, reward_change
     from stvg_lab.train.recipe import load_recipe
     from stvg_lab.train.sft import run_sft
 
@@ -71,13 +71,7 @@ def run_seed(args: argparse.Namespace) -> dict:
         if name != "untrained":
             result["reliance"][name] = video_reliance(ckpt, val, fmt)
     times["eval_s"] = time.time() - t0
-    grpo_log = [r for r in read_log(grpo_dir) if "reward" in r]
-    k = max(1, len(grpo_log) // 5)  # first and last fifth of the logged steps
-    result["grpo_reward"] = {
-        "first": statistics.mean(float(r["reward"]) for r in grpo_log[:k]),
-        "last": statistics.mean(float(r["reward"]) for r in grpo_log[-k:]),
-        "frac_reward_zero_std": statistics.mean(float(r["frac_reward_zero_std"]) for r in grpo_log),
-    }
+    result["grpo_reward"] = reward_change(read_log(grpo_dir))  # first and last fifth of the logged steps
     result["times"] = times
     (out / "result.json").write_text(json.dumps(result, indent=1))
     return result

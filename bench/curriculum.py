@@ -5,7 +5,8 @@
 
 Stages (bench/LEARNING.md round 5 has what each does and why), each skipped when its output exists;
 a probe stage (1-3) runs again from its own end (``<stage>_2``, ...) until its held-out gap
-reaches ``--onset-gap``, at most ``--max-rounds`` times, else the curriculum stops and says so:
+reaches its onset (``ONSETS``, changed with ``--onset STAGE=GAP``), at most ``--max-rounds`` times,
+else the curriculum stops and says so:
 
 1. ``pre_dark``: ``position_probe.py`` from a fresh stand-in, the cell question on unlit drawn scenes
    (Qwen's order), 1,500 steps;
@@ -13,12 +14,14 @@ reaches ``--onset-gap``, at most ``--max-rounds`` times, else the curriculum sto
    made if missing), **text first** (``--text-first``), 1,500 steps;
 3. ``bench_tf`` (when ``--data`` is not the default one-object set): the same question on
    ``--data``'s own clips (lit, distractors), 2,000 steps;
-4. ``sft1`` / ``sft2``: grounding SFT on ``--data`` with the cell rows in the mix
-   (``learnability_probe.py --aux-frame-cells``; the order comes with the checkpoint), 2 x 2,500 steps;
-5. ``grpo``: ``stvg-lab train grpo`` with ``tiny_cpu_grpo`` from ``sft2``;
+4. ``sft1`` / ``sft2``: grounding SFT on ``--data`` with the cell rows in the mix, text first
+   (``learnability_probe.py --aux-frame-cells --prompt-order text_first``), 2 x 2,500 steps;
+5. ``grpo``: ``stvg-lab train grpo`` with ``tiny_cpu_grpo`` from ``sft2`` (``--grpo-set`` overrides,
+   ``--grpo-name`` another folder, so one curriculum can take several GRPO runs);
 6. evaluation of ``sft2`` and ``grpo`` on ``--n-test`` test clips (``evaluate_model``, baselines
    from the training clips) and the video-reliance control, whole answer and per segment
-   (``stvg_lab.analysis.reliance.segment_gaps``) on 32 val clips -> ``<root>/result.json``.
+   (``stvg_lab.analysis.reliance.segment_gaps``) on 32 val clips -> ``<root>/result.json``
+   (``result_<grpo-name>.json``; each checkpoint's numbers are kept in ``eval/<stage>.json`` and reused).
 
 ``--data`` defaults to ``data/solo_nomotion`` (one object, unlit, queries without motion words),
 made if missing; every stage writes under ``--root`` (default ``bench/out/curriculum/seed<k>``).
@@ -41,6 +44,11 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 BENCH = Path(__file__).resolve().parent
 DEFAULT_DATA = "data/solo_nomotion"
 METRICS = ("m_tIoU", "m_vIoU", "vIoU@0.3", "vIoU@0.5")
+# The held-out gap at which a probe stage counts as a reader. pre_dark's onset is abrupt (0 -> 1.3
+# within 250 steps, then > 3), so 0.3 only says "it started". The text-first stages grow slowly and
+# the SFT inherits what they reach: round 5's seed 0 left bench_tf at 0.86 and beat the shipped SFT
+# (62.9 / 9.5 vs 59.7 / 6.7), seed 1 left solo_tf at 0.65 and bench_tf at 0.50 and did not (57.9 / 5.5).
+ONSETS = {"pre_dark": 0.3, "solo_tf": 0.8, "bench_tf": 0.8}
 # SynthConfig overrides of the datasets the curriculum makes when they are missing
 SOLO = dict(lighting=(0, 0, 0), n_distractors=(0, 0))
 NO_MOTION = dict(templates=("the {size} {colour} {shape}", "find the {size} {colour} {shape}"))
@@ -95,6 +103,20 @@ def probe_stage(name: str, probe: list[str], flags: list[str], init: Path | None
     raise SystemExit(f"curriculum stage {name!r}: no reader after {rounds} rounds (last gap {gap:.3f} < {onset}); try another --seed")
 
 
+def parse_onsets(items: list[str]) -> dict[str, float]:
+    """``ONSETS`` updated by ``STAGE=GAP`` strings; an unknown stage or a bad number is an error naming it."""
+    onsets = dict(ONSETS)
+    for item in items:
+        name, _, gap = item.partition("=")
+        if name not in ONSETS:
+            raise SystemExit(f"--onset {item!r}: no probe stage {name!r} (stages: {', '.join(ONSETS)})")
+        try:
+            onsets[name] = float(gap)
+        except ValueError:
+            raise SystemExit(f"--onset {item!r}: {gap!r} is not a number") from None
+    return onsets
+
+
 def evaluate(checkpoint: Path, data: Path, out: Path, n_test: int) -> dict:
     """Test metrics (pred and think tubes, baselines) and the reliance control of one checkpoint."""
     from stvg_lab.analysis.reliance import grounding_rows, segment_gaps, video_reliance
@@ -102,16 +124,53 @@ def evaluate(checkpoint: Path, data: Path, out: Path, n_test: int) -> dict:
     from stvg_lab.evaluate import evaluate_model
     from stvg_lab.model import load_model
 
+    # eval/<stage>.json: a second result file (another --grpo-name) reuses it, unless the stage was retrained since
+    done = out.with_suffix(".json")
+    fresh = done.is_file() and done.stat().st_mtime > (checkpoint / "model.safetensors").stat().st_mtime
+    if fresh and json.loads(done.read_text(encoding="utf-8")).get("n_test") == n_test:
+        return json.loads(done.read_text(encoding="utf-8"))["metrics"]
     train, test, val = (load_synthetic(data, split) for split in ("train", "test", "val"))
     m = evaluate_model(checkpoint, test[:n_test], out, "compact", train_samples=train, progress=False, resume=False).metrics
     model, processor = load_model(checkpoint)
-    return {
+    metrics = {
         "parse_rate": 1 - m["parse_failure_rate"],
         **{f"{tube}_{k}": m[tube][k] for tube in ("pred", "think") if m.get(tube) for k in METRICS},
         "baselines": {b: {k: v[k] for k in METRICS} for b, v in (m.get("baselines") or {}).items()},
         "reliance": video_reliance(model, val[:32], "compact", processor=processor),
         "reliance_by_segment": segment_gaps(model, processor, grounding_rows(val[:32], "compact")),
     }
+    done.write_text(json.dumps({"n_test": n_test, "metrics": metrics}, indent=1))
+    return metrics
+
+
+def table(roots: list[Path], grpo: str = "grpo") -> str:
+    """Mean ± sample std over the curricula in ``roots`` (one seed each) of SFT and GRPO, as bench/README.md shows it."""
+    from stvg_lab.analysis.tables import format_cell, mean_spread
+
+    name = "result.json" if grpo == "grpo" else f"result_{grpo}.json"
+    missing = [str(r / name) for r in roots if not (r / name).is_file()]
+    if missing:
+        raise SystemExit(f"no curriculum result in {', '.join(missing)}")
+    results = [json.loads((r / name).read_text(encoding="utf-8")) for r in roots]
+    if len({(r["data"], r["n_test"]) for r in results}) > 1:
+        raise SystemExit(f"the curricula ran on different benchmarks or test sizes: {[(r['data'], r['n_test']) for r in results]}")
+    cell = lambda vals: format_cell(*mean_spread(vals)[:2])  # noqa: E731
+    head = " | ".join(f"{tube} {m}" for tube in ("pred", "think") for m in METRICS)
+    lines = [f"seeds {[r['seed'] for r in results]} on {results[0]['data']}, {results[0]['n_test']} test clips, %, mean ± sample std over seeds",
+             "", f"| model | parsed | {head} | span-digit gap | answer gap |", "|---|" + "---:|" * (2 * len(METRICS) + 3)]
+    for run, label in (("sft2", "curriculum SFT"), (grpo, f"+ GRPO ({grpo})")):
+        rows = [r[run] for r in results]
+        cells = [cell([x["parse_rate"] for x in rows]), *(cell([x.get(f"{t}_{m}", 0.0) for x in rows]) for t in ("pred", "think") for m in METRICS)]
+        cells += [format_cell(*mean_spread([x["reliance_by_segment"]["time"]["gap"] for x in rows])[:2], scale=1, digits=2),
+                  format_cell(*mean_spread([x["reliance"]["gap"] for x in rows])[:2], scale=1, digits=3)]
+        lines.append(f"| {label} | " + " | ".join(cells) + " |")
+    for base, b in results[0]["sft2"]["baselines"].items():
+        lines.append(f"| baseline: {base} | – | " + " | ".join(f"{100 * b[m]:.1f}" for m in METRICS) + " |" + " – |" * (len(METRICS) + 2))
+    rewards = [r[f"{grpo}_reward"] for r in results if f"{grpo}_reward" in r]
+    if rewards:
+        lines += ["", f"GRPO reward (Eq. 10, first → last fifth of logged steps): "
+                  + ", ".join(f"seed {r['seed']}: {w['first']:.2f} → {w['last']:.2f}" for r, w in zip(results, rewards))]
+    return "\n".join(lines)
 
 
 def main() -> None:
@@ -122,10 +181,19 @@ def main() -> None:
     ap.add_argument("--solo", default="data/solo12k", help="one-object clips for the text-first reader (made if missing)")
     ap.add_argument("--root", default=None, help="default bench/out/curriculum/seed<k>")
     ap.add_argument("--n-test", type=int, default=100)
-    ap.add_argument("--onset-gap", type=float, default=0.3, help="a probe stage is done when its held-out gap reaches this")
+    ap.add_argument("--onset", action="append", default=[], metavar="STAGE=GAP",
+                    help=f"a probe stage is done when its held-out gap reaches GAP (defaults {ONSETS})")
+    ap.add_argument("--grpo-name", default="grpo", help="the GRPO stage's folder; its results go to result_<name>.json unless it is 'grpo'")
+    ap.add_argument("--grpo-set", action="append", default=[], metavar="KEY=VALUE",
+                    help="recipe overrides of the GRPO stage (`stvg-lab train grpo --set`), e.g. temperature=0.7")
     ap.add_argument("--max-rounds", type=int, default=3, help="at most this many runs of a probe stage, each from the last one's end")
+    ap.add_argument("--table", nargs="+", metavar="ROOT", help="print the markdown table of these finished curricula and exit")
     args = ap.parse_args()
+    if args.table:
+        print(table([Path(r) for r in args.table], args.grpo_name))
+        return
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    from stvg_lab.train.logging import read_log, reward_change
 
     root = Path(args.root or f"bench/out/curriculum/seed{args.seed}")
     data, solo = Path(args.data), Path(args.solo)
@@ -135,24 +203,32 @@ def main() -> None:
     py, seed = [sys.executable], ["--seed", str(args.seed)]
     probe = [*py, str(BENCH / "position_probe.py"), "--root", str(root), "--every", "250", "--save", *seed]
     sft = [*py, str(BENCH / "learnability_probe.py"), "--root", str(root), "--data", str(data), "--hidden", "128", "--layers", "4",
-           "--format", "compact", "--lr", "1e-3", "--steps", "2500", "--eval", "32", "--aux-frame-cells", *seed]
+           "--format", "compact", "--lr", "1e-3", "--steps", "2500", "--eval", "32", "--aux-frame-cells",
+           "--prompt-order", "text_first", *seed]  # the reader's own order, recorded in the SFT's recipe
     times: dict[str, int] = {}
-    rounds = dict(rounds=args.max_rounds, onset=args.onset_gap, times=times)
-    reader = probe_stage("pre_dark", probe, ["--task", "cell", "--light", "0", "--steps", "1500"], None, root, **rounds)
-    reader = probe_stage("solo_tf", probe, ["--data", str(solo), "--text-first", "--steps", "1500"], reader, root, **rounds)
+    onsets = parse_onsets(args.onset)
+    rounds = dict(rounds=args.max_rounds, times=times)
+    reader = probe_stage("pre_dark", probe, ["--task", "cell", "--light", "0", "--steps", "1500"], None, root, onset=onsets["pre_dark"], **rounds)
+    reader = probe_stage("solo_tf", probe, ["--data", str(solo), "--text-first", "--steps", "1500"], reader, root, onset=onsets["solo_tf"], **rounds)
     if data != Path(DEFAULT_DATA):
-        reader = probe_stage("bench_tf", probe, ["--data", str(data), "--steps", "2000"], reader, root, **rounds)
+        reader = probe_stage("bench_tf", probe, ["--data", str(data), "--steps", "2000"], reader, root, onset=onsets["bench_tf"], **rounds)
     stage("sft1", root / "sft1" / "final", [*sft, "--name", "sft1", "--model", str(reader)], times)
     stage("sft2", root / "sft2" / "final", [*sft, "--name", "sft2", "--model", str(root / "sft1" / "final")], times)
-    stage("grpo", root / "grpo" / "final", [*py, "-m", "stvg_lab.cli", "train", "grpo", "--recipe", "tiny_cpu_grpo", "--out", str(root / "grpo"),
-                                            "--data", str(data), "--init-from", str(root / "sft2" / "final"),
-                                            "--set", "torch_threads=1", "--set", f"seed={args.seed}"], times)
+    grpo = args.grpo_name
+    stage(grpo, root / grpo / "final", [*py, "-m", "stvg_lab.cli", "train", "grpo", "--recipe", "tiny_cpu_grpo", "--out", str(root / grpo),
+                                        "--data", str(data), "--init-from", str(root / "sft2" / "final"),
+                                        "--set", "torch_threads=1", "--set", f"seed={args.seed}",
+                                        *(x for kv in args.grpo_set for x in ("--set", kv))], times)
     t0 = time.time()
-    result = {"seed": args.seed, "data": str(data), "n_test": args.n_test, "stage_s": times,
-              **{name: evaluate(root / name / "final", data, root / "eval" / name, args.n_test) for name in ("sft2", "grpo")}}
+    result = {"seed": args.seed, "data": str(data), "n_test": args.n_test, "onsets": onsets, "grpo_set": args.grpo_set, "stage_s": times,
+              **{name: evaluate(root / name / "final", data, root / "eval" / name, args.n_test) for name in ("sft2", grpo)}}
     result["eval_s"] = round(time.time() - t0)
-    (root / "result.json").write_text(json.dumps(result, indent=1))
-    log.info("wrote %s", root / "result.json")
+    result[f"{grpo}_reward"] = reward_change(read_log(root / grpo))
+    out = root / ("result.json" if grpo == "grpo" else f"result_{grpo}.json")
+    if out.is_file():  # a re-run skips finished stages: keep the times the run that did them recorded
+        result["stage_s"] = {**json.loads(out.read_text(encoding="utf-8")).get("stage_s", {}), **times}
+    out.write_text(json.dumps(result, indent=1))
+    log.info("wrote %s", out)
 
 
 if __name__ == "__main__":

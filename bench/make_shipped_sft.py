@@ -1,12 +1,19 @@
-"""Train the CPU stand-in's SFT checkpoint and ship it in the package (stvg_lab/assets/checkpoints/tiny_cpu_sft).
+"""Make the CPU stand-in's SFT checkpoint and ship it in the package (stvg_lab/assets/checkpoints/tiny_cpu_sft).
 
-    OMP_NUM_THREADS=1 .venv/bin/python bench/make_shipped_sft.py            # ~15 min on one core
+    OMP_NUM_THREADS=1 .venv/bin/python bench/make_shipped_sft.py            # the curriculum, ~1 h on one core
+    OMP_NUM_THREADS=1 .venv/bin/python bench/make_shipped_sft.py --from-run runs/sft   # export a finished plain tiny_cpu SFT run
 
-Steps: the default synthetic benchmark (``stvg-lab data synth``: 3,000/50/100 clips, seed 0) in
-``--data`` (generated when missing), ``run_sft`` with the ``tiny_cpu`` recipe unchanged, then
-:func:`stvg_lab.train.shipped.export_checkpoint` with the command, wall time and final loss in
-``provenance.json``. ``--from-run`` exports an SFT run that already finished (its ``recipe.yaml``
-must be ``tiny_cpu``'s apart from paths and logging), skipping the training.
+Default: ``bench/curriculum.py --seed <tiny_cpu's seed> --data <--data> --root <--root>`` (stages
+already done in ``--root`` are skipped; the default benchmark is generated when missing), then
+its ``sft2/final`` -- the reader stages followed by 2 x 2,500 steps of ``tiny_cpu``'s SFT -- is
+exported with :func:`stvg_lab.train.shipped.export_checkpoint`. ``provenance.json`` keeps the
+command, the recipe the last SFT stage ran (it must be ``tiny_cpu``'s apart from paths, logging
+and its start checkpoint), each probe stage's final gap, the stage wall times and the
+curriculum's own test numbers (``result.json``).
+
+``--from-run`` exports an SFT run that already finished (``stvg-lab train sft``, a fresh stand-in;
+its ``recipe.yaml`` must be ``tiny_cpu``'s): the pre-curriculum way, which gives a stand-in that
+does not read the frames (bench/LEARNING.md rounds 1-4).
 """
 
 from __future__ import annotations
@@ -15,54 +22,68 @@ import argparse
 import json
 import logging
 import os
+import subprocess
 import sys
-import time
 from pathlib import Path
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
+BENCH = Path(__file__).resolve().parent
+PROBE_STAGES = ("pre_dark", "solo_tf", "bench_tf")
+
+
+def curriculum_record(root: Path) -> dict:
+    """What provenance keeps of a finished curriculum: each probe round's final gap, wall times, test numbers."""
+    result = json.loads((root / "result.json").read_text(encoding="utf-8"))
+    gaps = {}  # pre_dark, pre_dark_2, ...: the rounds curriculum.py ran
+    for log_file in sorted(root.glob("*.jsonl")):
+        stage, _, round_ = log_file.stem.rpartition("_")
+        if log_file.stem in PROBE_STAGES or (stage in PROBE_STAGES and round_.isdigit()):
+            gaps[log_file.stem] = json.loads(log_file.read_text(encoding="utf-8").splitlines()[-1])["gap"]
+    keep = ("parse_rate", "pred_m_tIoU", "pred_m_vIoU", "think_m_tIoU", "think_m_vIoU")
+    return {
+        "root": str(root), "seed": result["seed"], "data": result["data"], "onsets": result.get("onsets"),
+        "probe_gaps": gaps, "stage_s": result["stage_s"],
+        "test": {run: {k: result[run].get(k) for k in keep} for run in ("sft2", "grpo")},
+        "n_test": result["n_test"],
+    }
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--data", default="data/synthetic")
-    ap.add_argument("--out", default="runs/shipped_sft", help="SFT run directory")
-    ap.add_argument("--from-run", default=None, help="export this finished SFT run directory instead of training")
+    ap.add_argument("--root", default=None, help="the curriculum's folder (default bench/out/curriculum/seed<k>_synthetic)")
+    ap.add_argument("--from-run", default=None, help="export this finished plain SFT run directory instead")
     ap.add_argument("--dest", default=None, help="default: the package's shipped checkpoint folder")
-    ap.add_argument("--note", default=None, help="free text kept in provenance.json (e.g. where the run's data came from)")
+    ap.add_argument("--note", default=None, help="free text kept in provenance.json")
     args = ap.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
 
     from stvg_lab.data.synth import ensure_synthetic
     from stvg_lab.train.logging import read_log
     from stvg_lab.train.recipe import load_recipe
-    from stvg_lab.train.shipped import SHIPPED_DIR, export_checkpoint, sft_recipe_differences
-    from stvg_lab.train.sft import run_sft
+    from stvg_lab.train.shipped import SHIPPED_DIR, export_checkpoint, provenance_differences
 
     ensure_synthetic(args.data, progress=True)  # the default benchmark (3,000/50/100 clips, seed 0)
     shipped = load_recipe("tiny_cpu")
-    t0 = time.time()
+    prefix = "OMP_NUM_THREADS=1 .venv/bin/python bench/"
     if args.from_run:
-        run_dir = Path(args.from_run)
-        used = load_recipe(run_dir / "recipe.yaml")
-        diff = sft_recipe_differences(used.to_dict(), shipped.to_dict())
-        if diff:
-            sys.exit(f"{run_dir}/recipe.yaml differs from tiny_cpu in {diff}; retrain without --from-run")
-        wall = None
-        if used.seed != shipped.seed:
-            sys.exit(f"{run_dir} used seed {used.seed}; the shipped checkpoint is seed {shipped.seed}")
+        run_dir, curriculum = Path(args.from_run), None
+        command = f"{prefix}make_shipped_sft.py --from-run {args.from_run}"
     else:
-        run_dir = Path(args.out)
-        run_sft(shipped.replace(data=args.data, output_dir=str(run_dir)))
-        wall = round(time.time() - t0, 1)
+        root = Path(args.root or f"bench/out/curriculum/seed{shipped.seed}_synthetic")
+        cmd = [sys.executable, str(BENCH / "curriculum.py"), "--seed", str(shipped.seed), "--data", args.data, "--root", str(root)]
+        if subprocess.run(cmd).returncode:
+            sys.exit(f"the curriculum failed; its command: {' '.join(cmd)}")
+        run_dir, curriculum = root / "sft2", curriculum_record(root)
+        command = f"{prefix}curriculum.py --seed {shipped.seed} --data {args.data} --root {root} && {prefix}make_shipped_sft.py"
+    used = load_recipe(run_dir / "recipe.yaml")
+    diff = provenance_differences({"recipe": used.to_dict(), "curriculum": curriculum}, shipped.to_dict())
+    if diff:
+        sys.exit(f"{run_dir}/recipe.yaml differs from tiny_cpu in {diff}; retrain with tiny_cpu.yaml as it is")
     losses = [r["loss"] for r in read_log(run_dir) if "loss" in r]
-    extra = {
-        "command": "OMP_NUM_THREADS=1 .venv/bin/python bench/make_shipped_sft.py" + (f" --from-run {args.from_run}" if args.from_run else ""),
-        "train_wall_s": wall,
-        "final_loss": losses[-1] if losses else None,
-        "note": args.note,
-    }
+    extra = {"command": command, "final_loss": losses[-1] if losses else None, "curriculum": curriculum, "note": args.note}
     dest = export_checkpoint(run_dir / "final", args.data, args.dest or SHIPPED_DIR / "tiny_cpu_sft", extra)
     logging.getLogger("ship").info("shipped %s (%s)", dest, json.dumps(extra))
 

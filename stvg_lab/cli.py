@@ -100,7 +100,8 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--seed", type=int, default=0)
     demo.add_argument("--quick", action="store_true", help="tiny sizes, for a smoke run")
     demo.add_argument("--from-scratch", action="store_true",
-                      help="train SFT here (tiny_cpu, ~14 min) instead of starting from the shipped checkpoint")
+                      help="train SFT here (tiny_cpu from a fresh stand-in, ~13 min; it does not learn to read the frames) "
+                           "instead of starting from the shipped checkpoint (bench/curriculum.py's)")
     demo.set_defaults(func=_demo)
 
     ev = sub.add_parser("evaluate", help="predict with a checkpoint and score with TubeDETR's metrics")

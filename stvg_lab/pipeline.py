@@ -1,15 +1,16 @@
 """The main job (``make demo`` / ``stvg-lab demo``): the whole STVG-o1 recipe at CPU scale.
 
     stvg-lab demo                       # ~10 min on 2 cores; report in runs/demo/report.md
-    stvg-lab demo --from-scratch        # also trains SFT (+~14 min) instead of starting from the shipped checkpoint
+    stvg-lab demo --from-scratch        # also trains SFT (+~13 min) from a fresh stand-in instead of the shipped checkpoint
     stvg-lab demo --quick               # a smoke run in about a minute (tests use it)
 
 Steps, each cached so a re-run only does what is missing:
 
 1. synthetic data (``data/synthetic``; generated when missing);
-2. the SFT'd CPU stand-in: the checkpoint shipped in the package (``stvg_lab.train.shipped``,
-   trained by the ``tiny_cpu`` recipe on this benchmark and checked against its manifest), or with
-   ``from_scratch`` the stand-in built and trained here by the same recipe;
+2. the SFT'd CPU stand-in: the checkpoint shipped in the package (``stvg_lab.train.shipped``: the
+   reader stages of ``bench/curriculum.py``, then the ``tiny_cpu`` SFT twice, on this benchmark;
+   checked against its manifest), or with ``from_scratch`` the ``tiny_cpu`` SFT of a fresh stand-in
+   here (no reader stages: it learns the format and the sentence's prior, not the frames);
 3. GRPO (``tiny_cpu_grpo``) from the SFT checkpoint, as the ``full`` run of a reduced ablation grid
    (``stvg_lab.analysis.grid``: full and no-think-reward, here one seed);
 4. evaluation on the test split with the same evaluator for the untrained model, SFT, every
@@ -100,7 +101,7 @@ def _sft(cfg: DemoConfig) -> tuple[Path, Path]:
 
         final = shipped_checkpoint()
         check_compatible(final, cfg.data_dir)
-        # the untrained row: the stand-in the shipped one started from (same recipe and seed)
+        # the untrained row: the stand-in the shipped one's curriculum started from (same tiny_model and seed)
         base = Path(resolve_model_path(_recipe(cfg, output_dir=str(cfg.out_dir / "sft")), cfg.out_dir / "sft"))
         return final, base
     run_dir = cfg.out_dir / "sft"
@@ -136,20 +137,34 @@ def _evaluate(cfg: DemoConfig, checkpoint: Path, name: str, test, train) -> Path
     return out
 
 
-def _reliance(cfg: DemoConfig, checkpoints: dict[str, Path]) -> dict[str, dict[str, float]]:
-    from stvg_lab.analysis.reliance import video_reliance
+def _reliance(cfg: DemoConfig, checkpoints: dict[str, Path]) -> dict[str, dict[str, Any]]:
+    """Per model: the whole answer's own/swapped loss and gap, and ``segments`` (span digits, first boxes: segment_gaps)."""
+    from stvg_lab.analysis.reliance import grounding_rows, segment_gaps, video_reliance
     from stvg_lab.data.synth import load_synthetic
+    from stvg_lab.model import load_model
 
     val = load_synthetic(cfg.data_dir, "val")[: cfg.n_reliance]
     fmt = _recipe(cfg).answer_format
-    return {name: video_reliance(ckpt, val, fmt) for name, ckpt in checkpoints.items()}
+    rows = grounding_rows(val, fmt)
+    out = {}
+    for name, ckpt in checkpoints.items():
+        model, processor = load_model(ckpt)
+        out[name] = {**video_reliance(model, val, fmt, processor=processor),
+                     "segments": segment_gaps(model, processor, rows, names=[s.id for s in val])}
+    return out
 
 
-def _reliance_markdown(reliance: dict[str, dict[str, float]]) -> str:
+def _reliance_markdown(reliance: dict[str, dict[str, Any]]) -> str:
     from stvg_lab.analysis.tables import render_table
 
-    rows = [[name, f"{r['own']:.4f}", f"{r['swapped']:.4f}", f"{r['gap']:+.4f}"] for name, r in reliance.items()]
-    return render_table(["model", "own video", "swapped video", "gap"], rows)
+    segments = ("time", "think box 1", "pred box 1")  # where a reader shows first (bench/LEARNING.md round 5)
+
+    def seg(r: dict[str, Any], name: str) -> str:
+        return f"{r['segments'][name]['gap']:+.3f}" if name in r["segments"] else "–"
+
+    rows = [[name, f"{r['own']:.4f}", f"{r['swapped']:.4f}", f"{r['gap']:+.4f}", *(seg(r, k) for k in segments)]
+            for name, r in reliance.items()]
+    return render_table(["model", "own video", "swapped video", "gap", "gap: span digits", "gap: think box 1", "gap: pred box 1"], rows)
 
 
 def _scale_markdown(analysis) -> str:
@@ -210,8 +225,9 @@ def run_demo(cfg: DemoConfig) -> Path:
             "## Does the model read the video? (`stvg_lab.analysis.reliance`)",
             "",
             f"Answer loss of the SFT target on {cfg.n_reliance} val clips with each clip's own frames and with the next "
-            "clip's frames. A gap near 0 means the answers do not depend on the pixels: any gain over the "
-            "baselines then comes from the sentence (e.g. \"moves up\" gives the boxes' direction).",
+            "clip's frames (nats per token): the whole answer, then only the digit tokens of the span, of the first "
+            "think box and of the first pred box. A gap near 0 means those tokens do not depend on the pixels: any "
+            "gain over the baselines then comes from the sentence (e.g. \"moves up\" gives the boxes' direction).",
             "",
             _reliance_markdown(reliance),
             "",

@@ -18,6 +18,7 @@ def test_quick_demo_writes_the_report_and_a_rerun_is_cached(tmp_path):
         assert heading in text
     for row in ("untrained stand-in", "SFT + GRPO", "baseline: whole video + mean box", "baseline: gt span + mean box"):
         assert row in text
+    assert "| gap: span digits | gap: think box 1 | gap: pred box 1 |" in text
     assert (cfg.out_dir / "object_scale.png").stat().st_size > 0
     metrics = json.loads((cfg.out_dir / "eval" / "sft" / "metrics.json").read_text())
     assert metrics["n"] == cfg.n_eval and 0 <= metrics["pred"]["m_tIoU"] <= 1

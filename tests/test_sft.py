@@ -155,8 +155,9 @@ def synth_root(tmp_path_factory) -> Path:
 
 
 def _recipe(root: Path, out: Path, **overrides):
+    # one row per clip unless a test asks for the auxiliary rows (tiny_cpu itself adds a cell row per clip)
     settings = dict(data=str(root), output_dir=str(out), max_steps=4, save_steps=2, logging_steps=1,
-                    per_device_batch_size=2, warmup_ratio=0.0)
+                    per_device_batch_size=2, warmup_ratio=0.0, aux_frame_cells=False)
     settings.update(overrides)
     return load_recipe("tiny_cpu", **settings)
 
@@ -195,7 +196,7 @@ def test_sft_dataset_aux_frame_box_rows(synth_root, tmp_path):
     assert span[0] <= k <= span[1]
     layout = cache.layout(samples[0])
     assert box == [round(v) for v in tube_to_model(samples[0], layout.frame_numbers, layout.size)[1][k]]
-    assert len(build_sft_dataset(samples, _recipe(synth_root, tmp_path), cache)) == len(samples)  # off by default
+    assert len(build_sft_dataset(samples, _recipe(synth_root, tmp_path), cache)) == len(samples)  # off unless asked
 
 
 def test_sft_dataset_both_aux_rows(synth_root, tmp_path):
@@ -342,6 +343,27 @@ def test_log_callback_drops_records_past_the_resumed_step(tmp_path):
     cb = JsonlLogCallback(tmp_path)
     cb.on_train_begin(None, _state(2), None)  # resumed from checkpoint-2: step 3 will be logged again
     assert [r["step"] for r in read_log(tmp_path)] == [1, 2]
+
+
+@pytest.mark.parametrize("rewards, want", [
+    ([0.0, 1.0, 2.0, 3.0, 4.0], (0.0, 4.0)),  # a fifth of 5 steps is one step
+    ([1.0] * 5 + [3.0] * 5, (1.0, 3.0)),  # two steps at each end
+    ([2.0], (2.0, 2.0)),
+])
+def test_reward_change_first_and_last_fifth(rewards, want):
+    from stvg_lab.train.logging import reward_change
+
+    records = [{"step": i, "reward": r, "frac_reward_zero_std": 0.5} for i, r in enumerate(rewards)]
+    records.append({"step": 99, "train_loss": 0.1})  # the end-of-training summary has no reward
+    got = reward_change(records)
+    assert (got["first"], got["last"], got["frac_reward_zero_std"]) == (*want, 0.5)
+
+
+def test_reward_change_of_a_log_without_rewards_says_so():
+    from stvg_lab.train.logging import reward_change
+
+    with pytest.raises(ValueError, match="no logged record has a 'reward'"):
+        reward_change([{"step": 1, "loss": 0.3}])
 
 
 def test_read_log_names_a_broken_line(tmp_path):

@@ -13,6 +13,7 @@ from stvg_lab.train.recipe import load_recipe
 from stvg_lab.train.shipped import (
     check_compatible,
     export_checkpoint,
+    provenance_differences,
     read_provenance,
     sft_recipe_differences,
     shipped_checkpoint,
@@ -22,8 +23,13 @@ from stvg_lab.train.shipped import (
 
 def test_shipped_checkpoint_is_the_tiny_cpu_recipes():
     # a change to tiny_cpu.yaml that changes SFT must come with a retrained checkpoint (bench/make_shipped_sft.py)
-    diff = sft_recipe_differences(read_provenance(shipped_checkpoint())["recipe"], load_recipe("tiny_cpu").to_dict())
+    diff = provenance_differences(read_provenance(shipped_checkpoint()), load_recipe("tiny_cpu").to_dict())
     assert diff == [], f"tiny_cpu.yaml and the shipped checkpoint disagree on {diff}"
+    # a curriculum's SFT starts from its reader stage, not the fresh stand-in; nothing else is excused
+    run = {"model": "bench/out/curriculum/seed0_synthetic/sft1/final", "seed": 0}
+    assert provenance_differences({"recipe": run, "curriculum": {"seed": 0}}, {"model": "tiny", "seed": 0}) == []
+    assert provenance_differences({"recipe": run, "curriculum": None}, {"model": "tiny", "seed": 0}) == ["model"]
+    assert provenance_differences({"recipe": run, "curriculum": {"seed": 0}}, {"model": "tiny", "seed": 1}) == ["seed"]
     assert sft_recipe_differences({"learning_rate": 1.0, "beta": 9.0}, {"learning_rate": 2.0, "beta": 0.0}) == ["learning_rate"]
     # a field the recorded run lacks (added to Recipe later) counts as its default
     assert sft_recipe_differences({}, {"aux_frame_boxes": False}) == []

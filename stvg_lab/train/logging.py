@@ -64,6 +64,21 @@ def read_log(run_dir: str | Path) -> list[dict[str, Any]]:
     return records
 
 
+def reward_change(records: list[dict[str, Any]], fraction: float = 0.2) -> dict[str, float]:
+    """What a GRPO run did to its reward: the mean ``reward`` of the first and last ``fraction`` of logged steps.
+
+    Also the mean ``frac_reward_zero_std`` (TRL: groups whose completions all scored alike, which
+    give no advantage). Only records with a ``reward`` count; ValueError when there are none.
+    """
+    rows = [r for r in records if "reward" in r]
+    if not rows:
+        raise ValueError("no logged record has a 'reward' (not a GRPO log?)")
+    k = max(1, int(len(rows) * fraction))
+    mean = lambda rs, key: sum(float(r[key]) for r in rs) / len(rs)  # noqa: E731
+    return {"first": mean(rows[:k], "reward"), "last": mean(rows[-k:], "reward"),
+            "frac_reward_zero_std": mean(rows, "frac_reward_zero_std") if all("frac_reward_zero_std" in r for r in rows) else float("nan")}
+
+
 def write_csv(records: list[dict[str, Any]], path: str | Path) -> Path:
     """Write ``records`` as CSV: step/epoch/time/elapsed first, then other columns in first-seen order."""
     columns = [c for c in _FIRST_COLUMNS if any(c in r for r in records)]

@@ -1,11 +1,12 @@
 """The SFT checkpoint of the CPU stand-in that ships inside the package.
 
-    python bench/make_shipped_sft.py          # retrains it (~15 min on 2 cores) and replaces the shipped copy
+    python bench/make_shipped_sft.py          # remakes it (the curriculum, ~1 h on one core) and replaces the shipped copy
 
-Why ship one: SFT that teaches the from-scratch stand-in to read the video takes thousands of
-steps (bench/LEARNING.md), longer than ``make demo`` should spend, so the demo starts GRPO and the
-ablations from this checkpoint, while ``stvg-lab demo --from-scratch`` trains it again with the
-same recipe. A checkpoint is only valid for the synthetic benchmark it was trained on:
+Why ship one: a from-scratch stand-in reads the frames only after a curriculum (bench/curriculum.py,
+bench/LEARNING.md round 5: cell questions, text first, then 2 x 2,500 steps of the ``tiny_cpu`` SFT),
+longer than ``make demo`` should spend, so the demo starts GRPO and the ablations from this
+checkpoint. ``stvg-lab demo --from-scratch`` trains the ``tiny_cpu`` SFT alone from a fresh stand-in:
+the same recipe without the reader stages, a model that learns the format and the sentence's prior. A checkpoint is only valid for the synthetic benchmark it was trained on:
 :func:`check_compatible` compares the generator version, config and seed recorded beside it
 (``provenance.json``) with the dataset's manifest and refuses a mismatch, naming the fields.
 Split sizes may differ: every clip is drawn from its own seeded stream, so a 300-clip train split
@@ -50,6 +51,17 @@ def sft_recipe_differences(used: dict[str, Any], recipe: dict[str, Any]) -> list
     return sorted(k for k in recipe if k not in NOT_SFT_FIELDS and used.get(k, defaults.get(k)) != recipe[k])
 
 
+def provenance_differences(provenance: dict[str, Any], recipe: dict[str, Any]) -> list[str]:
+    """:func:`sft_recipe_differences` of a shipped checkpoint's recorded recipe and ``recipe``.
+
+    A checkpoint made by the curriculum (``provenance["curriculum"]``, ``bench/curriculum.py``) ran
+    the recipe's SFT from the curriculum's reader, so its ``model`` is that stage's folder, not the
+    fresh stand-in; every other SFT field must still agree.
+    """
+    skip = {"model"} if provenance.get("curriculum") else set()
+    return [k for k in sft_recipe_differences(provenance["recipe"], recipe) if k not in skip]
+
+
 def shipped_checkpoint(name: str = "tiny_cpu_sft") -> Path:
     """The folder of a shipped checkpoint; FileNotFoundError says how to make it when it is missing."""
     path = SHIPPED_DIR / name
@@ -81,10 +93,12 @@ def check_compatible(checkpoint: str | Path, data_dir: str | Path) -> None:
 
 
 def _git_commit() -> str | None:
+    """HEAD's commit, with ``-dirty`` when tracked files differ from it (the export ran on uncommitted code)."""
+    here = Path(__file__).resolve().parent
     try:
-        out = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=True,
-                             cwd=Path(__file__).resolve().parent)
-        return out.stdout.strip()
+        out = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=True, cwd=here)
+        dirty = subprocess.run(["git", "diff", "--quiet", "HEAD", "--"], cwd=here).returncode != 0
+        return out.stdout.strip() + ("-dirty" if dirty else "")
     except (OSError, subprocess.CalledProcessError):
         return None
 

@@ -1,0 +1,129 @@
+"""bench/curriculum.py and bench/make_shipped_sft.py: the shipped checkpoint's recipe, without its hour of training.
+
+The probe stages run a stand-in script here that writes what ``position_probe.py`` writes
+(``<root>/<name>.jsonl``, ``<root>/<name>/final/``), so the rounds logic is exercised for real.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+BENCH = Path(__file__).resolve().parent.parent / "bench"
+
+
+def _load(name: str):
+    spec = importlib.util.spec_from_file_location(f"bench_{name}", BENCH / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+curriculum = _load("curriculum")
+make_shipped = _load("make_shipped_sft")
+
+# A position_probe.py stand-in: the gap of round k is GAPS[k-1]; it records the --init it was given.
+FAKE_PROBE = """
+import json, sys
+from pathlib import Path
+args = dict(zip(sys.argv[1::2], sys.argv[2::2]))
+root, name = Path(args["--root"]), args["--name"]
+k = int(name.rpartition("_")[2]) if name.rpartition("_")[2].isdigit() else 1
+(root / name / "final").mkdir(parents=True)
+gap = {gaps}[k - 1]
+(root / f"{{name}}.jsonl").write_text(json.dumps({{"step": 250, "gap": gap, "init": args.get("--init")}}) + "\\n")
+"""
+
+
+@pytest.mark.parametrize("items, want", [
+    ([], curriculum.ONSETS),
+    (["bench_tf=0.5"], {**curriculum.ONSETS, "bench_tf": 0.5}),
+    (["pre_dark=1", "solo_tf=2.5"], {**curriculum.ONSETS, "pre_dark": 1.0, "solo_tf": 2.5}),
+])
+def test_parse_onsets(items, want):
+    assert curriculum.parse_onsets(items) == want
+
+
+@pytest.mark.parametrize("item, message", [
+    ("sft1=0.3", r"no probe stage 'sft1' \(stages: pre_dark, solo_tf, bench_tf\)"),
+    ("solo_tf=high", r"'high' is not a number"),
+    ("solo_tf", r"'' is not a number"),
+])
+def test_parse_onsets_names_the_bad_item(item, message):
+    with pytest.raises(SystemExit, match=message):
+        curriculum.parse_onsets([item])
+
+
+def _probe(tmp_path, gaps):
+    script = tmp_path / "fake_probe.py"
+    script.write_text(FAKE_PROBE.format(gaps=gaps))
+    return [sys.executable, str(script), "--root", str(tmp_path)]
+
+
+def test_probe_stage_runs_rounds_from_its_own_end_until_onset(tmp_path):
+    times = {}
+    start = tmp_path / "prev" / "final"
+    out = curriculum.probe_stage("solo_tf", _probe(tmp_path, [0.1, 0.5, 0.9]), [], start, tmp_path,
+                                 rounds=3, onset=0.8, times=times)
+    assert out == tmp_path / "solo_tf_3" / "final"
+    inits = [json.loads((tmp_path / f"{n}.jsonl").read_text())["init"] for n in ("solo_tf", "solo_tf_2", "solo_tf_3")]
+    assert inits == [str(start), str(tmp_path / "solo_tf" / "final"), str(tmp_path / "solo_tf_2" / "final")]
+    assert set(times) == {"solo_tf", "solo_tf_2", "solo_tf_3"}
+    # a second call finds every round done and runs nothing
+    times.clear()
+    assert curriculum.probe_stage("solo_tf", _probe(tmp_path, [0.1, 0.5, 0.9]), [], start, tmp_path,
+                                  rounds=3, onset=0.8, times=times) == out
+    assert times == {}
+
+
+def test_probe_stage_without_onset_stops_and_says_so(tmp_path):
+    with pytest.raises(SystemExit, match=r"'bench_tf': no reader after 2 rounds \(last gap 0.500 < 0.8\)"):
+        curriculum.probe_stage("bench_tf", _probe(tmp_path, [0.1, 0.5, 0.9]), [], None, tmp_path,
+                               rounds=2, onset=0.8, times={})
+    assert not (tmp_path / "bench_tf_3").exists()
+
+
+def test_curriculum_record_keeps_every_probe_round_and_the_test_numbers(tmp_path):
+    for name, gap in [("pre_dark", 0.0), ("pre_dark_2", 3.7), ("solo_tf", 1.4), ("bench_tf", 0.9), ("results", 9.0)]:
+        (tmp_path / f"{name}.jsonl").write_text(json.dumps({"step": 1, "gap": 0.0}) + "\n" + json.dumps({"gap": gap}) + "\n")
+    run = {"parse_rate": 1.0, "pred_m_tIoU": 0.6, "pred_m_vIoU": 0.09, "think_m_tIoU": 0.6, "think_m_vIoU": 0.1, "reliance": {}}
+    (tmp_path / "result.json").write_text(json.dumps({"seed": 0, "data": "data/synthetic", "n_test": 100,
+                                                      "onsets": curriculum.ONSETS, "stage_s": {"sft1": 800},
+                                                      "sft2": run, "grpo": run}))
+    record = make_shipped.curriculum_record(tmp_path)
+    assert record["probe_gaps"] == {"bench_tf": 0.9, "pre_dark": 0.0, "pre_dark_2": 3.7, "solo_tf": 1.4}  # not results.jsonl
+    assert record["test"]["sft2"] == {k: v for k, v in run.items() if k != "reliance"}
+    assert (record["seed"], record["n_test"], record["stage_s"]) == (0, 100, {"sft1": 800})
+
+
+def _result(root: Path, seed: int, m_tiou: float, data: str = "data/synthetic") -> None:
+    run = {"parse_rate": 1.0, **{f"{t}_{m}": m_tiou if m == "m_tIoU" else 0.1 for t in ("pred", "think") for m in curriculum.METRICS},
+           "baselines": {"whole video + mean box": dict.fromkeys(curriculum.METRICS, 0.5)},
+           "reliance": {"gap": 0.01}, "reliance_by_segment": {"time": {"gap": 0.4}}}
+    root.mkdir()
+    (root / "result.json").write_text(json.dumps({"seed": seed, "data": data, "n_test": 100, "sft2": run, "grpo": run,
+                                                  "grpo_reward": {"first": 0.25, "last": 0.75}}))
+
+
+def test_table_is_mean_and_sample_std_over_seeds(tmp_path):
+    _result(tmp_path / "a", 0, 0.5)
+    _result(tmp_path / "b", 1, 0.7)
+    text = curriculum.table([tmp_path / "a", tmp_path / "b"])
+    sft = next(line for line in text.splitlines() if line.startswith("| curriculum SFT"))
+    assert sft.split(" | ")[1:4] == ["100.0 ± 0.0", "60.0 ± 14.1", "10.0 ± 0.0"]
+    assert sft.endswith("| 0.40 ± 0.00 | 0.010 ± 0.000 |")
+    assert "| baseline: whole video + mean box | – | 50.0 | 50.0 | 50.0 | 50.0 |" in text
+    assert "seed 0: 0.25 → 0.75, seed 1: 0.25 → 0.75" in text
+
+
+def test_table_refuses_mixed_benchmarks_and_missing_results(tmp_path):
+    _result(tmp_path / "a", 0, 0.5)
+    _result(tmp_path / "b", 1, 0.7, data="data/solo_nomotion")
+    with pytest.raises(SystemExit, match="different benchmarks"):
+        curriculum.table([tmp_path / "a", tmp_path / "b"])
+    with pytest.raises(SystemExit, match=r"no curriculum result in .*c/result_grpo_t0.7.json"):
+        curriculum.table([tmp_path / "c"], "grpo_t0.7")
