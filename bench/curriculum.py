@@ -1,7 +1,9 @@
 """The round-5 curriculum: a stand-in that reads the video, from scratch, in one command.
 
     OMP_NUM_THREADS=1 .venv/bin/python bench/curriculum.py --seed 0                    # ~45 min on one core
-    OMP_NUM_THREADS=1 .venv/bin/python bench/curriculum.py --seed 0 --data data/synthetic   # the default benchmark (+1 stage, ~1 h)
+    OMP_NUM_THREADS=1 .venv/bin/python bench/curriculum.py --seed 0 --data data/synthetic   # the default benchmark (+1 stage, ~1 h): the shipped SFT
+    OMP_NUM_THREADS=1 .venv/bin/python bench/curriculum.py --seed 0 --data data/synthetic --grpo-name grpo_t0.7 --grpo-set temperature=0.7
+    .venv/bin/python bench/curriculum.py --table bench/out/curriculum/seed{0,1,2}_synthetic
 
 Stages (bench/LEARNING.md round 5 has what each does and why), each skipped when its output exists;
 a probe stage (1-3) runs again from its own end (``<stage>_2``, ...) until its held-out gap
@@ -24,7 +26,9 @@ else the curriculum stops and says so:
    (``result_<grpo-name>.json``; each checkpoint's numbers are kept in ``eval/<stage>.json`` and reused).
 
 ``--data`` defaults to ``data/solo_nomotion`` (one object, unlit, queries without motion words),
-made if missing; every stage writes under ``--root`` (default ``bench/out/curriculum/seed<k>``).
+made if missing; every stage writes under ``--root`` (default ``bench/out/curriculum/seed<k>``, or
+``seed<k>_synthetic`` for ``--data data/synthetic``: the shipped checkpoint's, bench/make_shipped_sft.py).
+``--table ROOT ...`` prints bench/README.md's table of finished curricula.
 """
 
 from __future__ import annotations
@@ -179,7 +183,7 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--data", default=DEFAULT_DATA, help="the grounding benchmark (default: made if missing)")
     ap.add_argument("--solo", default="data/solo12k", help="one-object clips for the text-first reader (made if missing)")
-    ap.add_argument("--root", default=None, help="default bench/out/curriculum/seed<k>")
+    ap.add_argument("--root", default=None, help="default bench/out/curriculum/seed<k>, seed<k>_<data folder name> for another --data")
     ap.add_argument("--n-test", type=int, default=100)
     ap.add_argument("--onset", action="append", default=[], metavar="STAGE=GAP",
                     help=f"a probe stage is done when its held-out gap reaches GAP (defaults {ONSETS})")
@@ -195,8 +199,8 @@ def main() -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     from stvg_lab.train.logging import read_log, reward_change
 
-    root = Path(args.root or f"bench/out/curriculum/seed{args.seed}")
     data, solo = Path(args.data), Path(args.solo)
+    root = Path(args.root or f"bench/out/curriculum/seed{args.seed}" + ("" if data == Path(DEFAULT_DATA) else f"_{data.name}"))
     if data == Path(DEFAULT_DATA):
         ensure_data(data, 3000, 50, 100, **SOLO, **NO_MOTION)
     ensure_data(solo, 12000, 64, 0, **SOLO)

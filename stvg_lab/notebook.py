@@ -294,10 +294,18 @@ class Workspace:
     ) -> Path:
         """The SFT checkpoint GRPO starts from: ``path`` if given, else 02's ``sft/final``, trained here if missing.
 
-        A given ``path`` must be a checkpoint folder (``config.json``). 02's checkpoint is used
-        whatever recipe made it; when there is none it is trained with 02's default recipe
-        (:meth:`recipe` ``("sft", base=base, model=model, seed=seed)``) into ``runs/sft``.
+        A given ``path`` must be a checkpoint folder (``config.json``), or ``"shipped"``: the
+        package's SFT checkpoint (:mod:`stvg_lab.train.shipped`, the curriculum's stand-in that
+        reads the frames), refused with the differing fields unless this workspace's data is the
+        benchmark it was trained on. 02's checkpoint is used whatever recipe made it; when there is
+        none it is trained with 02's default recipe (:meth:`recipe` ``("sft", base=base,
+        model=model, seed=seed)``) into ``runs/sft``.
         """
+        if path == "shipped":
+            from stvg_lab.train.shipped import check_compatible, shipped_checkpoint
+
+            check_compatible(shipped_checkpoint(), self.data)
+            return shipped_checkpoint()
         if path is not None:
             path = Path(path)
             if not (path / "config.json").is_file():

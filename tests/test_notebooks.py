@@ -303,6 +303,19 @@ def test_evaluation_falls_back_to_evaluating_the_sft_checkpoint(tmp_path, small_
         ws.sft_checkpoint(tmp_path)
 
 
+def test_sft_checkpoint_shipped_only_on_its_benchmark(tmp_path, small_data):
+    from dataclasses import replace
+
+    from stvg_lab.data.synth import SynthConfig
+    from stvg_lab.train.shipped import shipped_checkpoint
+
+    assert Workspace.open(small_data, tmp_path / "runs").sft_checkpoint("shipped") == shipped_checkpoint()
+    other = generate_synthetic(tmp_path / "other", 1, 0, 0, seed=0, progress=False, workers=1,
+                               config=replace(SynthConfig(), n_distractors=(0, 0)))
+    with pytest.raises(ValueError, match="n_distractors"):
+        Workspace.open(other, tmp_path / "runs2").sft_checkpoint("shipped")
+
+
 # --------------------------------------------------------------------------- notebooks, executed
 
 
