@@ -29,7 +29,8 @@ ROWS = ("untrained", "sft", "grpo")
 
 
 def run_seed(args: argparse.Namespace) -> dict:
-    from stvg_lab.analysis.reliance import video_reliance
+    from stvg_lab.analysis.reliance import grounding_rows, segment_gaps, video_reliance
+    from stvg_lab.model import load_model
     from stvg_lab.data.synth import ensure_synthetic, load_synthetic
     from stvg_lab.evaluate import evaluate_model
     from stvg_lab.train.grpo import run_grpo
@@ -60,7 +61,7 @@ def run_seed(args: argparse.Namespace) -> dict:
     test = load_synthetic(args.data, "test")[: args.n_test]
     val = load_synthetic(args.data, "val")[: args.n_reliance]
     models = {"untrained": sft_dir / "base", "sft": sft_dir / "final", "grpo": grpo_dir / "final"}
-    result: dict = {"seed": args.seed, "n_test": len(test), "rows": {}, "reliance": {}}
+    result: dict = {"seed": args.seed, "n_test": len(test), "rows": {}, "reliance": {}, "reliance_by_segment": {}}
     t0 = time.time()
     for name, ckpt in models.items():
         m = evaluate_model(ckpt, test, out / "eval" / name, fmt, train_samples=train, progress=False, resume=False).metrics
@@ -69,7 +70,10 @@ def run_seed(args: argparse.Namespace) -> dict:
                                 **({f"think_{k}": m["think"][k] for k in METRICS} if m.get("think") else {})}
         result["baselines"] = {b: {k: v[k] for k in METRICS} for b, v in (m.get("baselines") or {}).items()}
         if name != "untrained":
-            result["reliance"][name] = video_reliance(ckpt, val, fmt)
+            model, processor = load_model(ckpt)
+            result["reliance"][name] = video_reliance(model, val, fmt, processor=processor)
+            # the whole-answer gap is ~0.01 even for a reader: most answer tokens follow from the sentence
+            result["reliance_by_segment"][name] = segment_gaps(model, processor, grounding_rows(val, fmt))
     times["eval_s"] = time.time() - t0
     result["grpo_reward"] = reward_change(read_log(grpo_dir))  # first and last fifth of the logged steps
     result["times"] = times
@@ -77,11 +81,10 @@ def run_seed(args: argparse.Namespace) -> dict:
     return result
 
 
-def _cell(values: list[float]) -> str:
-    pct = [100 * v for v in values]
-    if len(pct) == 1:
-        return f"{pct[0]:.1f}"
-    return f"{statistics.mean(pct):.1f} ± {statistics.pstdev(pct):.1f}"
+def _cell(values: list[float], scale: float = 100.0, digits: int = 1) -> str:
+    from stvg_lab.analysis.tables import format_cell, mean_spread
+
+    return format_cell(*mean_spread(values)[:2], scale=scale, digits=digits)
 
 
 def _sft_time(result: dict) -> str:
@@ -92,19 +95,23 @@ def table(root: Path) -> str:
     results = [json.loads(p.read_text()) for p in sorted(root.glob("seed*/result.json"))]
     if not results:
         raise SystemExit(f"no seed results under {root}")
-    lines = [f"seeds {[r['seed'] for r in results]}, {results[0]['n_test']} test clips, values in % (mean ± population std over seeds)", "",
-             "| model | parsed | " + " | ".join(f"pred {m}" for m in METRICS) + " | " + " | ".join(f"think {m}" for m in METRICS) + " | reliance gap |",
-             "|---|" + "---:|" * (2 * len(METRICS) + 2)]
+    lines = [f"seeds {[r['seed'] for r in results]}, {results[0]['n_test']} test clips, values in % (mean ± sample std over seeds)", "",
+             "| model | parsed | " + " | ".join(f"pred {m}" for m in METRICS) + " | " + " | ".join(f"think {m}" for m in METRICS)
+             + " | span-digit gap | answer gap |",
+             "|---|" + "---:|" * (2 * len(METRICS) + 3)]
     for row in ROWS:
         vals = [r["rows"][row] for r in results]
         cells = [_cell([v["parse_rate"] for v in vals])]
         for tube in ("pred", "think"):
             cells += [_cell([v.get(f"{tube}_{m}", 0.0) for v in vals]) for m in METRICS]
+        # results before session 7 have no per-segment control
+        spans = [r["reliance_by_segment"][row]["time"]["gap"] for r in results if row in r.get("reliance_by_segment", {})]
         gaps = [r["reliance"][row]["gap"] for r in results if row in r["reliance"]]
-        cells.append(f"{statistics.mean(gaps):+.1e}" if gaps else "–")
+        cells.append(_cell(spans, scale=1, digits=2) if spans else "–")
+        cells.append(_cell(gaps, scale=1, digits=4) if gaps else "–")
         lines.append(f"| {row} | " + " | ".join(cells) + " |")
     for name, b in results[0]["baselines"].items():
-        lines.append(f"| baseline: {name} | – | " + " | ".join(f"{100 * b[m]:.1f}" for m in METRICS) + " |" + " – |" * (len(METRICS) + 1))
+        lines.append(f"| baseline: {name} | – | " + " | ".join(f"{100 * b[m]:.1f}" for m in METRICS) + " |" + " – |" * (len(METRICS) + 2))
     first = [r["grpo_reward"]["first"] for r in results]
     last = [r["grpo_reward"]["last"] for r in results]
     lines += ["", f"GRPO reward (Eq. 10, mean of the first / last fifth of logged steps): "

@@ -16,11 +16,14 @@ else the curriculum stops and says so:
    made if missing), **text first** (``--text-first``), 1,500 steps;
 3. ``bench_tf`` (when ``--data`` is not the default one-object set): the same question on
    ``--data``'s own clips (lit, distractors), 2,000 steps;
-4. ``sft1`` / ``sft2``: grounding SFT on ``--data`` with the cell rows in the mix, text first
-   (``learnability_probe.py --aux-frame-cells --prompt-order text_first``), 2 x 2,500 steps;
-5. ``grpo``: ``stvg-lab train grpo`` with ``tiny_cpu_grpo`` from ``sft2`` (``--grpo-set`` overrides,
+4. ``sft1`` / ``sft2`` / ...: grounding SFT on ``--data`` with the cell rows in the mix, text first
+   (``learnability_probe.py --aux-frame-cells --prompt-order text_first``), 2,500 steps a round; at
+   least two rounds, then more from the last one's end while fewer than ``--sft-parse`` of its greedy
+   answers on 32 val clips parse, at most ``--max-sft`` rounds (the last one goes on to GRPO either way;
+   ``result.json`` names it in ``sft_stage`` and keeps every round's val parse rate);
+5. ``grpo``: ``stvg-lab train grpo`` with ``tiny_cpu_grpo`` from the last SFT round (``--grpo-set`` overrides,
    ``--grpo-name`` another folder, so one curriculum can take several GRPO runs);
-6. evaluation of ``sft2`` and ``grpo`` on ``--n-test`` test clips (``evaluate_model``, baselines
+6. evaluation of the last SFT round and ``grpo`` on ``--n-test`` test clips (``evaluate_model``, baselines
    from the training clips) and the video-reliance control, whole answer and per segment
    (``stvg_lab.analysis.reliance.segment_gaps``) on 32 val clips -> ``<root>/result.json``
    (``result_<grpo-name>.json``; each checkpoint's numbers are kept in ``eval/<stage>.json`` and reused).
@@ -107,6 +110,40 @@ def probe_stage(name: str, probe: list[str], flags: list[str], init: Path | None
     raise SystemExit(f"curriculum stage {name!r}: no reader after {rounds} rounds (last gap {gap:.3f} < {onset}); try another --seed")
 
 
+def sft_stages(sft: list[str], reader: Path, root: Path, *, rounds: int, parse: float, times: dict) -> tuple[str, dict[str, float]]:
+    """Grounding SFT rounds of 2,500 steps, each from the last one's end: at least two, then more while
+    the greedy answers on the val clips parse less often than ``parse``, at most ``rounds`` in all.
+
+    Why rounds: the SFT learns the answer's syntax at a seed-dependent pace (LEARNING.md round 6:
+    after two rounds seed 0's val answers all parse, seeds 1 and 2 parse 44 % and 41 %, and the pred
+    list breaks into digit runs). Returns the last round's name and every round's val parse rate.
+    """
+    rates: dict[str, float] = {}
+    for r in range(1, rounds + 1):
+        run, init = f"sft{r}", reader if r == 1 else root / f"sft{r - 1}" / "final"
+        stage(run, root / run / "final", [*sft, "--name", run, "--model", str(init)], times)
+        metrics = json.loads((root / run / "eval" / "metrics.json").read_text(encoding="utf-8"))
+        rates[run] = 1 - metrics["parse_failure_rate"]
+        log.info("%s: %.0f %% of %d val answers parse (wanted %.0f %%)", run, 100 * rates[run], metrics["n"], 100 * parse)
+        if r >= 2 and rates[run] >= parse:
+            break
+    else:
+        log.warning("%s: the SFT still parses %.0f %% of val answers after %d rounds; GRPO starts from it", run, 100 * rates[run], rounds)
+    return run, rates
+
+
+def check_grpo_start(run: Path, sft: Path) -> None:
+    """A finished GRPO stage must have started from ``sft``; one from an earlier SFT round is an error naming both."""
+    recipe = run / "recipe.yaml"
+    if not (run / "final").exists() or not recipe.is_file():
+        return
+    from stvg_lab.train.recipe import load_recipe
+
+    started = load_recipe(recipe).init_from
+    if started and Path(started) != sft:
+        raise SystemExit(f"{recipe}: this GRPO run started from {started}, the SFT is now {sft}; move {run} away or pass another --grpo-name")
+
+
 def parse_onsets(items: list[str]) -> dict[str, float]:
     """``ONSETS`` updated by ``STAGE=GAP`` strings; an unknown stage or a bad number is an error naming it."""
     onsets = dict(ONSETS)
@@ -147,6 +184,11 @@ def evaluate(checkpoint: Path, data: Path, out: Path, n_test: int) -> dict:
     return metrics
 
 
+def sft_stage(result: dict) -> str:
+    """The SFT round a result's GRPO started from (``sft2`` in results written before SFT rounds existed)."""
+    return result.get("sft_stage", "sft2")
+
+
 def table(roots: list[Path], grpo: str = "grpo") -> str:
     """Mean ± sample std over the curricula in ``roots`` (one seed each) of SFT and GRPO, as bench/README.md shows it."""
     from stvg_lab.analysis.tables import format_cell, mean_spread
@@ -162,13 +204,14 @@ def table(roots: list[Path], grpo: str = "grpo") -> str:
     head = " | ".join(f"{tube} {m}" for tube in ("pred", "think") for m in METRICS)
     lines = [f"seeds {[r['seed'] for r in results]} on {results[0]['data']}, {results[0]['n_test']} test clips, %, mean ± sample std over seeds",
              "", f"| model | parsed | {head} | span-digit gap | answer gap |", "|---|" + "---:|" * (2 * len(METRICS) + 3)]
-    for run, label in (("sft2", "curriculum SFT"), (grpo, f"+ GRPO ({grpo})")):
-        rows = [r[run] for r in results]
+    sft_rounds = ", ".join(f"seed {r['seed']}: {sft_stage(r)}" for r in results)
+    for run, label in ((None, f"curriculum SFT ({sft_rounds})"), (grpo, f"+ GRPO ({grpo})")):
+        rows = [r[run or sft_stage(r)] for r in results]
         cells = [cell([x["parse_rate"] for x in rows]), *(cell([x.get(f"{t}_{m}", 0.0) for x in rows]) for t in ("pred", "think") for m in METRICS)]
         cells += [format_cell(*mean_spread([x["reliance_by_segment"]["time"]["gap"] for x in rows])[:2], scale=1, digits=2),
                   format_cell(*mean_spread([x["reliance"]["gap"] for x in rows])[:2], scale=1, digits=3)]
         lines.append(f"| {label} | " + " | ".join(cells) + " |")
-    for base, b in results[0]["sft2"]["baselines"].items():
+    for base, b in results[0][sft_stage(results[0])]["baselines"].items():
         lines.append(f"| baseline: {base} | – | " + " | ".join(f"{100 * b[m]:.1f}" for m in METRICS) + " |" + " – |" * (len(METRICS) + 2))
     rewards = [r[f"{grpo}_reward"] for r in results if f"{grpo}_reward" in r]
     if rewards:
@@ -191,6 +234,8 @@ def main() -> None:
     ap.add_argument("--grpo-set", action="append", default=[], metavar="KEY=VALUE",
                     help="recipe overrides of the GRPO stage (`stvg-lab train grpo --set`), e.g. temperature=0.7")
     ap.add_argument("--max-rounds", type=int, default=3, help="at most this many runs of a probe stage, each from the last one's end")
+    ap.add_argument("--sft-parse", type=float, default=0.9, help="SFT rounds go on (after two) until this share of val answers parse")
+    ap.add_argument("--max-sft", type=int, default=4, help="at most this many SFT rounds of 2,500 steps")
     ap.add_argument("--table", nargs="+", metavar="ROOT", help="print the markdown table of these finished curricula and exit")
     args = ap.parse_args()
     if args.table:
@@ -216,16 +261,17 @@ def main() -> None:
     reader = probe_stage("solo_tf", probe, ["--data", str(solo), "--text-first", "--steps", "1500"], reader, root, onset=onsets["solo_tf"], **rounds)
     if data != Path(DEFAULT_DATA):
         reader = probe_stage("bench_tf", probe, ["--data", str(data), "--steps", "2000"], reader, root, onset=onsets["bench_tf"], **rounds)
-    stage("sft1", root / "sft1" / "final", [*sft, "--name", "sft1", "--model", str(reader)], times)
-    stage("sft2", root / "sft2" / "final", [*sft, "--name", "sft2", "--model", str(root / "sft1" / "final")], times)
+    last_sft, sft_parse = sft_stages(sft, reader, root, rounds=args.max_sft, parse=args.sft_parse, times=times)
     grpo = args.grpo_name
+    check_grpo_start(root / grpo, root / last_sft / "final")
     stage(grpo, root / grpo / "final", [*py, "-m", "stvg_lab.cli", "train", "grpo", "--recipe", "tiny_cpu_grpo", "--out", str(root / grpo),
-                                        "--data", str(data), "--init-from", str(root / "sft2" / "final"),
+                                        "--data", str(data), "--init-from", str(root / last_sft / "final"),
                                         "--set", "torch_threads=1", "--set", f"seed={args.seed}",
                                         *(x for kv in args.grpo_set for x in ("--set", kv))], times)
     t0 = time.time()
     result = {"seed": args.seed, "data": str(data), "n_test": args.n_test, "onsets": onsets, "grpo_set": args.grpo_set, "stage_s": times,
-              **{name: evaluate(root / name / "final", data, root / "eval" / name, args.n_test) for name in ("sft2", grpo)}}
+              "sft_stage": last_sft, "sft_val_parse": sft_parse,
+              **{name: evaluate(root / name / "final", data, root / "eval" / name, args.n_test) for name in (last_sft, grpo)}}
     result["eval_s"] = round(time.time() - t0)
     result[f"{grpo}_reward"] = reward_change(read_log(root / grpo))
     out = root / ("result.json" if grpo == "grpo" else f"result_{grpo}.json")

@@ -5,8 +5,8 @@
 
 Default: ``bench/curriculum.py --seed <tiny_cpu's seed> --data <--data> --root <--root>`` (stages
 already done in ``--root`` are skipped; the default benchmark is generated when missing), then
-its ``sft2/final`` -- the reader stages followed by 2 x 2,500 steps of ``tiny_cpu``'s SFT -- is
-exported with :func:`stvg_lab.train.shipped.export_checkpoint`. ``provenance.json`` keeps the
+its last SFT round's ``final`` (``sft2`` for seed 0: the reader stages followed by 2 x 2,500 steps of
+``tiny_cpu``'s SFT; ``result.json`` names the round in ``sft_stage``) is exported with :func:`stvg_lab.train.shipped.export_checkpoint`. ``provenance.json`` keeps the
 command, the recipe the last SFT stage ran (it must be ``tiny_cpu``'s apart from paths, logging
 and its start checkpoint), each probe stage's final gap, the stage wall times and the
 curriculum's own test numbers (``result.json``).
@@ -42,10 +42,11 @@ def curriculum_record(root: Path) -> dict:
         if log_file.stem in PROBE_STAGES or (stage in PROBE_STAGES and round_.isdigit()):
             gaps[log_file.stem] = json.loads(log_file.read_text(encoding="utf-8").splitlines()[-1])["gap"]
     keep = ("parse_rate", "pred_m_tIoU", "pred_m_vIoU", "think_m_tIoU", "think_m_vIoU")
+    sft = result.get("sft_stage", "sft2")  # results written before the SFT had rounds ran two
     return {
         "root": str(root), "seed": result["seed"], "data": result["data"], "onsets": result.get("onsets"),
-        "probe_gaps": gaps, "stage_s": result["stage_s"],
-        "test": {run: {k: result[run].get(k) for k in keep} for run in ("sft2", "grpo")},
+        "probe_gaps": gaps, "stage_s": result["stage_s"], "sft_stage": sft, "sft_val_parse": result.get("sft_val_parse"),
+        "test": {run: {k: result[run].get(k) for k in keep} for run in (sft, "grpo")},
         "n_test": result["n_test"],
     }
 
@@ -76,7 +77,8 @@ def main() -> None:
         cmd = [sys.executable, str(BENCH / "curriculum.py"), "--seed", str(shipped.seed), "--data", args.data, "--root", str(root)]
         if subprocess.run(cmd).returncode:
             sys.exit(f"the curriculum failed; its command: {' '.join(cmd)}")
-        run_dir, curriculum = root / "sft2", curriculum_record(root)
+        curriculum = curriculum_record(root)
+        run_dir = root / curriculum["sft_stage"]
         command = f"{prefix}curriculum.py --seed {shipped.seed} --data {args.data} --root {root} && {prefix}make_shipped_sft.py"
     used = load_recipe(run_dir / "recipe.yaml")
     diff = provenance_differences({"recipe": used.to_dict(), "curriculum": curriculum}, shipped.to_dict())

@@ -87,6 +87,51 @@ def test_probe_stage_without_onset_stops_and_says_so(tmp_path):
     assert not (tmp_path / "bench_tf_3").exists()
 
 
+# A learnability_probe.py stand-in: round k (--name sft<k>) writes a val parse failure rate of 1 - RATES[k-1].
+FAKE_SFT = """
+import json, sys
+from pathlib import Path
+args = dict(zip(sys.argv[1::2], sys.argv[2::2]))
+root, name = Path(args["--root"]), args["--name"]
+(root / name / "final").mkdir(parents=True)
+(root / name / "eval").mkdir()
+rate = {rates}[int(name[3:]) - 1]
+(root / name / "eval" / "metrics.json").write_text(json.dumps({{"n": 32, "parse_failure_rate": 1 - rate, "init": args["--model"]}}))
+"""
+
+
+@pytest.mark.parametrize("rates, rounds, want", [
+    ([1.0, 1.0, 1.0], 4, "sft2"),            # at least two rounds, even when the first parses
+    ([0.0, 0.44, 0.97, 1.0], 4, "sft3"),     # then until the val answers parse
+    ([0.0, 0.9, 1.0], 4, "sft2"),            # the threshold counts as parsed
+    ([0.0, 0.41, 0.5, 0.6, 0.7], 4, "sft4"),  # at most --max-sft rounds; the last one goes on
+])
+def test_sft_stages_run_rounds_until_the_val_answers_parse(tmp_path, rates, rounds, want):
+    script = tmp_path / "fake_sft.py"
+    script.write_text(FAKE_SFT.format(rates=rates))
+    reader, times = tmp_path / "bench_tf" / "final", {}
+    last, parse = curriculum.sft_stages([sys.executable, str(script), "--root", str(tmp_path)], reader, tmp_path,
+                                        rounds=rounds, parse=0.9, times=times)
+    n = int(want[3:])
+    assert last == want and set(times) == set(parse) == {f"sft{k}" for k in range(1, n + 1)}
+    assert parse == pytest.approx({f"sft{k}": rates[k - 1] for k in range(1, n + 1)})
+    inits = [json.loads((tmp_path / f"sft{k}" / "eval" / "metrics.json").read_text())["init"] for k in range(1, n + 1)]
+    assert inits == [str(reader)] + [str(tmp_path / f"sft{k}" / "final") for k in range(1, n)]
+    assert not (tmp_path / f"sft{n + 1}").exists()
+
+
+def test_grpo_stage_from_an_earlier_sft_round_is_refused(tmp_path):
+    from stvg_lab.train.recipe import load_recipe
+
+    run = tmp_path / "grpo"
+    curriculum.check_grpo_start(run, tmp_path / "sft3" / "final")  # nothing there yet: fine
+    (run / "final").mkdir(parents=True)
+    load_recipe("tiny_cpu_grpo", init_from=str(tmp_path / "sft2" / "final")).save(run / "recipe.yaml")
+    curriculum.check_grpo_start(run, tmp_path / "sft2" / "final")
+    with pytest.raises(SystemExit, match=r"grpo/recipe.yaml: this GRPO run started from .*sft2/final, the SFT is now .*sft3/final"):
+        curriculum.check_grpo_start(run, tmp_path / "sft3" / "final")
+
+
 def test_curriculum_record_keeps_every_probe_round_and_the_test_numbers(tmp_path):
     for name, gap in [("pre_dark", 0.0), ("pre_dark_2", 3.7), ("solo_tf", 1.4), ("bench_tf", 0.9), ("results", 9.0)]:
         (tmp_path / f"{name}.jsonl").write_text(json.dumps({"step": 1, "gap": 0.0}) + "\n" + json.dumps({"gap": gap}) + "\n")
@@ -98,6 +143,13 @@ def test_curriculum_record_keeps_every_probe_round_and_the_test_numbers(tmp_path
     assert record["probe_gaps"] == {"bench_tf": 0.9, "pre_dark": 0.0, "pre_dark_2": 3.7, "solo_tf": 1.4}  # not results.jsonl
     assert record["test"]["sft2"] == {k: v for k, v in run.items() if k != "reliance"}
     assert (record["seed"], record["n_test"], record["stage_s"]) == (0, 100, {"sft1": 800})
+    assert record["sft_stage"] == "sft2"  # a result written before the SFT had rounds
+    # a curriculum whose SFT took three rounds: the record's test numbers are sft3's
+    result = json.loads((tmp_path / "result.json").read_text())
+    result.update(sft_stage="sft3", sft_val_parse={"sft1": 0.0, "sft2": 0.4, "sft3": 0.95}, sft3=result.pop("sft2"))
+    (tmp_path / "result.json").write_text(json.dumps(result))
+    record = make_shipped.curriculum_record(tmp_path)
+    assert set(record["test"]) == {"sft3", "grpo"} and record["sft_val_parse"]["sft3"] == 0.95
 
 
 def _result(root: Path, seed: int, m_tiou: float, data: str = "data/synthetic") -> None:
@@ -118,6 +170,13 @@ def test_table_is_mean_and_sample_std_over_seeds(tmp_path):
     assert sft.endswith("| 0.40 ± 0.00 | 0.010 ± 0.000 |")
     assert "| baseline: whole video + mean box | – | 50.0 | 50.0 | 50.0 | 50.0 |" in text
     assert "seed 0: 0.25 → 0.75, seed 1: 0.25 → 0.75" in text
+    assert "| curriculum SFT (seed 0: sft2, seed 1: sft2) |" in text
+    # a seed whose SFT took a third round: its row is sft3's numbers
+    result = json.loads((tmp_path / "b" / "result.json").read_text())
+    result.update(sft_stage="sft3", sft3={**result.pop("sft2"), "parse_rate": 0.5})
+    (tmp_path / "b" / "result.json").write_text(json.dumps(result))
+    sft = next(line for line in curriculum.table([tmp_path / "a", tmp_path / "b"]).splitlines() if line.startswith("| curriculum SFT"))
+    assert sft.startswith("| curriculum SFT (seed 0: sft2, seed 1: sft3) | 75.0 ± 35.4 |")
 
 
 def test_table_refuses_mixed_benchmarks_and_missing_results(tmp_path):
