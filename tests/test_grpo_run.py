@@ -131,6 +131,14 @@ def test_grpo_config_on_cpu_sets_everything_explicitly(assets, tmp_path):
     assert (config.num_generations, config.loss_type, config.scale_rewards) == (2, "grpo", "group")
     assert (config.save_steps, config.logging_steps, config.max_steps) == (1, 1, 2)
     assert config.reward_weights == [1.0, 1.0, 1.0, 1.0, 0.5]  # Eq. 10 with λk = 0.5
+    assert config.multi_objective_aggregation == "sum_then_normalize"  # Eq. 10, then Eq. 11
+    gdpo = grpo_config(_recipe(assets, tmp_path, reward_aggregation="normalize_then_sum"), cuda=False, world=1)
+    assert gdpo.multi_objective_aggregation == "normalize_then_sum"
+
+
+def test_an_unknown_reward_aggregation_names_the_field(assets, tmp_path):
+    with pytest.raises(ValueError, match="field 'reward_aggregation' = 'mean' is not one of"):
+        _recipe(assets, tmp_path, reward_aggregation="mean")
 
 
 def test_grpo_config_rejects_a_generation_round_that_splits_a_group(assets, tmp_path):

@@ -13,12 +13,15 @@ def test_quick_demo_writes_the_report_and_a_rerun_is_cached(tmp_path):
     cfg = DemoConfig(out_dir=tmp_path / "demo", data_dir=tmp_path / "data", quick=True)
     report = run_demo(cfg)
     text = report.read_text()
-    for heading in ("Untrained vs SFT vs SFT + GRPO", "Does the model read the video?", "Reduced ablation grid",
-                    "Object scale", "Wall time"):
+    for heading in ("Untrained vs SFT vs SFT + GRPO", "Does the model read the video?", "Do the answers carry their own clip?",
+                    "Reduced ablation grid", "Object scale", "Wall time"):
         assert heading in text
     for row in ("untrained stand-in", "SFT + GRPO", "baseline: whole video + mean box", "baseline: gt span + mean box"):
         assert row in text
     assert "| gap: span digits | gap: think box 1 | gap: pred box 1 |" in text
+    # the swap control has a row per model: numbers, or why it could not swap (a smoke-size SFT may parse nothing)
+    swap = text.split("Do the answers carry their own clip?")[1].split("## ")[0]
+    assert "| one constant box |" in swap and all(f"| {m} |" in swap for m in ("SFT", "SFT + GRPO"))
     assert (cfg.out_dir / "object_scale.png").stat().st_size > 0
     metrics = json.loads((cfg.out_dir / "eval" / "sft" / "metrics.json").read_text())
     assert metrics["n"] == cfg.n_eval and 0 <= metrics["pred"]["m_tIoU"] <= 1

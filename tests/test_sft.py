@@ -587,3 +587,16 @@ def test_prompt_order_reaches_the_trainer_and_the_checkpoint(synth_root, tmp_pat
         assert user_turn.startswith("<|im_start|>user\n<|vision_start|>") is not text_before_video, user_turn[:80]
     with pytest.raises(ValueError, match="prompt_order"):
         _recipe(synth_root, tmp_path / "bad", prompt_order="query_first")
+
+
+@pytest.mark.parametrize("values, want", [
+    ([0.0, 1.0, 2.0, 3.0, 4.0], (0.0, 4.0)),
+    ([None, 1.0, None, 3.0], (1.0, 3.0)),  # records without the key do not count
+])
+def test_metric_change_of_one_column(values, want):
+    from stvg_lab.train.logging import metric_change
+
+    records = [{"step": i} if v is None else {"step": i, "kl": v} for i, v in enumerate(values)]
+    assert metric_change(records, "kl") == want
+    with pytest.raises(ValueError, match="no logged record has a 'entropy'"):
+        metric_change(records, "entropy")

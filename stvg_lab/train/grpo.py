@@ -9,7 +9,9 @@
 * rewards: :func:`stvg_lab.rewards.reward_setup` returns the format, consistency, temporal,
   spatial and think rewards (Eq. 3-9) with ``reward_weights = [1, 1, 1, 1, λk]``. TRL sums them
   with these weights into ``R`` (Eq. 10), then normalises ``R`` within each group of
-  ``num_generations`` completions (Eq. 11, ``scale_rewards="group"``, δ = 1e-4 in TRL).
+  ``num_generations`` completions (Eq. 11, ``scale_rewards="group"``, δ = 1e-4 in TRL). Not in the
+  paper: ``reward_aggregation: normalize_then_sum`` (GDPO) normalises each reward within its group
+  before the weighted sum instead (``recipe.REWARD_AGGREGATIONS``).
 * objective: ``loss_type="grpo"`` is Eq. 12's ``1/n Σ_i`` of per-sequence token means, with the
   clip ``ε = recipe.epsilon`` and the KL weight ``β = recipe.beta``. The paper gives neither
   value; the recipes set them explicitly (``paper.yaml`` documents the choice).
@@ -136,6 +138,7 @@ def grpo_config(recipe: Recipe, cuda: bool | None = None, world: int | None = No
         num_iterations=recipe.num_iterations,
         loss_type=recipe.loss_type,
         scale_rewards=recipe.scale_rewards,
+        multi_objective_aggregation=recipe.reward_aggregation,
         use_vllm=recipe.use_vllm,
         vllm_mode=recipe.vllm_mode,
         vllm_gpu_memory_utilization=float(recipe.vllm_gpu_memory_utilization),

@@ -64,19 +64,32 @@ def read_log(run_dir: str | Path) -> list[dict[str, Any]]:
     return records
 
 
+def metric_change(records: list[dict[str, Any]], key: str, fraction: float = 0.2) -> tuple[float, float]:
+    """The mean of ``key`` over the first and the last ``fraction`` of the records that log it.
+
+    For a GRPO run's trend in one column (``rewards/temporal_reward/mean``, ``kl``, ...): the
+    first and last fifth, because single logged steps of 2 prompts x 8 rollouts are noisy.
+    ValueError naming ``key`` when no record has it.
+    """
+    rows = [r for r in records if key in r]
+    if not rows:
+        raise ValueError(f"no logged record has a {key!r}")
+    k = max(1, int(len(rows) * fraction))
+    mean = lambda rs: sum(float(r[key]) for r in rs) / len(rs)  # noqa: E731
+    return mean(rows[:k]), mean(rows[-k:])
+
+
 def reward_change(records: list[dict[str, Any]], fraction: float = 0.2) -> dict[str, float]:
     """What a GRPO run did to its reward: the mean ``reward`` of the first and last ``fraction`` of logged steps.
 
     Also the mean ``frac_reward_zero_std`` (TRL: groups whose completions all scored alike, which
     give no advantage). Only records with a ``reward`` count; ValueError when there are none.
     """
+    first, last = metric_change(records, "reward", fraction)
     rows = [r for r in records if "reward" in r]
-    if not rows:
-        raise ValueError("no logged record has a 'reward' (not a GRPO log?)")
-    k = max(1, int(len(rows) * fraction))
-    mean = lambda rs, key: sum(float(r[key]) for r in rs) / len(rs)  # noqa: E731
-    return {"first": mean(rows[:k], "reward"), "last": mean(rows[-k:], "reward"),
-            "frac_reward_zero_std": mean(rows, "frac_reward_zero_std") if all("frac_reward_zero_std" in r for r in rows) else float("nan")}
+    zero = [float(r["frac_reward_zero_std"]) for r in rows if "frac_reward_zero_std" in r]
+    return {"first": first, "last": last,
+            "frac_reward_zero_std": sum(zero) / len(zero) if len(zero) == len(rows) else float("nan")}
 
 
 def write_csv(records: list[dict[str, Any]], path: str | Path) -> Path:

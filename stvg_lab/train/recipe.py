@@ -55,6 +55,12 @@ Qwen's order and the paper's; ``text_first`` puts the query before the video, so
 same number of mRoPE positions after every video token whatever the query's length (bench/LEARNING.md
 round 5: the from-scratch stand-in reads positions only at a fixed offset)."""
 REWARD_VARIANTS: tuple[str, ...] = ("full", "no_think_reward", "giou_only", "l1_only", "overlap_penalty", "no_think_bbox")
+REWARD_AGGREGATIONS: tuple[str, ...] = ("sum_then_normalize", "normalize_then_sum")
+"""How GRPO turns the five rewards into one advantage (TRL's ``multi_objective_aggregation``):
+``sum_then_normalize`` is the paper's Eq. 10-11 (weighted sum, then normalised within the group);
+``normalize_then_sum`` normalises each reward within its group first, then sums them with the same
+weights and normalises over the batch (GDPO), so a wide-ranged term (the spatial one, [-4, 2]) does not
+drown the narrow ones (temporal, [0, 1]) in the advantage (bench/LEARNING.md round 7)."""
 VLLM_MODES: tuple[str, ...] = ("colocate", "server")
 PRECISIONS: tuple[str, ...] = ("auto", "bf16", "fp32")
 
@@ -132,6 +138,7 @@ class Recipe:
     num_iterations: int = 1
     loss_type: str = "grpo"
     scale_rewards: str = "group"
+    reward_aggregation: str = "sum_then_normalize"  # REWARD_AGGREGATIONS; the paper's Eq. 10-11 order
     lambda_k: float = 0.5
     reward_variant: str = "full"
     use_vllm: bool = False
@@ -162,6 +169,7 @@ class Recipe:
             "think_target": THINK_TARGETS,
             "sft_loss": SFT_LOSSES,
             "reward_variant": REWARD_VARIANTS,
+            "reward_aggregation": REWARD_AGGREGATIONS,
             "vllm_mode": VLLM_MODES,
             "precision": PRECISIONS,
         }

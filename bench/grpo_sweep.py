@@ -1,0 +1,247 @@
+"""GRPO settings from one SFT checkpoint (the shipped stand-in by default), over seeds, on the test split.
+
+    OMP_NUM_THREADS=1 .venv/bin/python bench/grpo_sweep.py --name base --seed 0                      # tiny_cpu_grpo as it is, ~7 min on one core
+    OMP_NUM_THREADS=1 .venv/bin/python bench/grpo_sweep.py --name lr3e-5 --set learning_rate=3e-5 --seed 0
+    .venv/bin/python bench/grpo_sweep.py --table                                                    # every variant run so far
+
+A variant is a name and its ``--set`` overrides of ``tiny_cpu_grpo`` (bench/LEARNING.md round 7 has
+the ones measured and why). One run: ``stvg_lab.train.grpo.run_grpo`` from ``--init`` into
+``<root>/<name>/seed<k>/run``, then the test metrics of its ``final`` (``evaluate_model`` on
+``--n-test`` clips, greedy, as the demo scores), the reward terms' first -> last fifth of the
+logged steps, and where the greedy spans moved against the start checkpoint's (which is scored
+once, into ``<root>/start``). A variant's overrides are recorded with its first seed; a later seed
+with other overrides is an error naming both, so a table never mixes two settings under one name.
+"""
+
+from __future__ import annotations
+
+import argparse
+import fcntl
+import json
+import logging
+import os
+import time
+from pathlib import Path
+
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+METRICS = ("m_tIoU", "m_vIoU", "vIoU@0.3")
+# TRL's log columns, named by our reward functions (stvg_lab.rewards.reward_setup), shown in the table
+TERMS = {"format": "format_reward", "consistency": "consistency_reward", "temporal": "temporal_reward", "spatial": "spatial_reward",
+         "think": "think_reward"}
+
+
+def span_stats(per_sample: list[dict]) -> dict[str, float]:
+    """Where the greedy pred spans lie against the ground truth: mean length, start and end error, in frames.
+
+    ``per_sample``: ``evaluate_model``'s rows (``gt_span``, ``pred_span`` ``[s, e]`` inclusive, or
+    None when the answer did not parse). Signed errors: a negative ``start_err`` starts early.
+    """
+    rows = [r for r in per_sample if r.get("pred_span")]
+    if not rows:
+        return {"n": 0}
+    n = len(rows)
+    mean = lambda f: sum(f(r) for r in rows) / n  # noqa: E731
+    return {"n": n,
+            "pred_len": mean(lambda r: r["pred_span"][1] - r["pred_span"][0] + 1),
+            "gt_len": mean(lambda r: r["gt_span"][1] - r["gt_span"][0] + 1),
+            "start_err": mean(lambda r: r["pred_span"][0] - r["gt_span"][0]),
+            "end_err": mean(lambda r: r["pred_span"][1] - r["gt_span"][1])}
+
+
+def spans_changed(start: list[dict], run: list[dict]) -> float:
+    """Share of clips whose greedy pred span differs from the start checkpoint's (same clips, by id)."""
+    before = {r["id"]: r.get("pred_span") for r in start}
+    common = [r for r in run if r["id"] in before]
+    if not common:
+        raise ValueError("the run and the start checkpoint share no evaluated clip")
+    return sum(r.get("pred_span") != before[r["id"]] for r in common) / len(common)
+
+
+def score(checkpoint: Path, out: Path, data: Path, n_test: int, temperature: float | None = None) -> dict:
+    """Test metrics of ``checkpoint`` (pred and think tubes, parse rate, span stats), cached in ``out/score.json``.
+
+    Greedy, as the demo and the paper score; with ``temperature``, one answer sampled per clip at
+    that temperature (torch seed 0), i.e. what GRPO's rollouts are drawn from.
+    """
+    from stvg_lab.analysis.swap import swap_control
+    from stvg_lab.data.synth import load_synthetic
+    from stvg_lab.infer import read_predictions
+
+    test = load_synthetic(data, "test")[:n_test]
+    done = out / "score.json"
+    if done.is_file() and done.stat().st_mtime > (checkpoint / "model.safetensors").stat().st_mtime:
+        cached = json.loads(done.read_text(encoding="utf-8"))
+        if cached["n_test"] == n_test:
+            if "swap" not in cached:  # scored before the swap control existed: it needs only the saved answers
+                cached["swap"] = swap_control(read_predictions(out / "eval" / "predictions.jsonl"), test)
+                done.write_text(json.dumps(cached, indent=1), encoding="utf-8")
+            return cached
+    import torch
+
+    from stvg_lab.evaluate import evaluate_model
+
+    train = load_synthetic(data, "train")
+    sampling = {"do_sample": True, "temperature": temperature} if temperature else {}
+    torch.manual_seed(0)
+    report = evaluate_model(checkpoint, test, out / "eval", "compact", train_samples=train, progress=False, resume=False, **sampling)
+    m = report.metrics
+    result = {"n_test": n_test, "temperature": temperature, "parse_rate": 1 - m["parse_failure_rate"],
+              **{f"{tube}_{k}": m[tube][k] for tube in ("pred", "think") if m.get(tube) for k in METRICS},
+              "spans": span_stats(report.per_sample), "swap": swap_control(report.predictions, test),
+              "baselines": {b: {k: v[k] for k in METRICS} for b, v in (m.get("baselines") or {}).items()}}
+    done.write_text(json.dumps(result, indent=1), encoding="utf-8")
+    return result
+
+
+def per_sample(out: Path) -> list[dict]:
+    return [json.loads(line) for line in (out / "eval" / "per_sample.jsonl").read_text(encoding="utf-8").splitlines()]
+
+
+
+
+def run_variant(args: argparse.Namespace) -> dict:
+    from stvg_lab.data.synth import ensure_synthetic
+    from stvg_lab.train.grpo import run_grpo
+    from stvg_lab.train.logging import metric_change, read_log, reward_change
+    from stvg_lab.train.recipe import load_recipe, parse_overrides
+    from stvg_lab.train.shipped import check_compatible, shipped_checkpoint
+
+    data, root = Path(args.data), Path(args.root)
+    init = Path(args.init) if args.init else shipped_checkpoint()
+    ensure_synthetic(data, progress=False)
+    if not args.init:
+        check_compatible(init, data)
+    overrides = parse_overrides(args.set)
+    variant = root / args.name
+    variant.mkdir(parents=True, exist_ok=True)
+    record = variant / "variant.json"
+    want = {"set": args.set, "init": str(init)}
+    if record.is_file() and json.loads(record.read_text(encoding="utf-8")) != want:
+        raise SystemExit(f"{record}: variant {args.name!r} was run with {record.read_text(encoding='utf-8').strip()}, "
+                         f"not {json.dumps(want)}; pick another --name")
+    record.write_text(json.dumps(want), encoding="utf-8")
+    out = variant / f"seed{args.seed}"
+    t0 = time.time()
+    if not (out / "run" / "final").is_dir():
+        run_grpo(load_recipe("tiny_cpu_grpo", data=str(data), seed=args.seed, output_dir=str(out / "run"), init_from=str(init), **overrides))
+    grpo_s = time.time() - t0
+    (root / "start").mkdir(exist_ok=True)
+    with open(root / "start" / ".lock", "w") as lock:  # runs side by side score the start checkpoint once
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        start = score(init, root / "start", data, args.n_test)
+        t = load_recipe(out / "run" / "recipe.yaml").temperature
+        start_sampled = score(init, root / "start" / f"sampled_t{t:g}", data, args.n_test, temperature=t)
+    result = score(out / "run" / "final", out, data, args.n_test)
+    result["sampled"] = score(out / "run" / "final", out / "sampled", data, args.n_test, temperature=t)
+    start["sampled"] = start_sampled
+    log = read_log(out / "run")
+    terms = {}
+    for term, fn in TERMS.items():
+        try:
+            terms[term] = metric_change(log, f"rewards/{fn}/mean")
+        except ValueError:  # a variant without this reward (e.g. no_think_reward)
+            pass
+    for key in ("kl", "completions/mean_length", "entropy"):
+        try:
+            terms[key] = metric_change(log, key)
+        except ValueError:
+            pass
+    result.update(name=args.name, seed=args.seed, set=args.set, grpo_s=round(grpo_s), start=start,
+                  reward=reward_change(log), terms=terms, spans_changed=spans_changed(per_sample(root / "start"), per_sample(out)))
+    (out / "result.json").write_text(json.dumps(result, indent=1), encoding="utf-8")
+    return result
+
+
+def _sampled(start: dict) -> str:
+    """The start checkpoint's sampled-answer cells (parsed, m_tIoU, m_vIoU), or dashes when not measured."""
+    if "sampled" not in start:
+        return " | ".join("–" * 3)
+    m = start["sampled"]
+    return f"(t {m['temperature']:g}) {100 * m['parse_rate']:.0f} | {100 * m['pred_m_tIoU']:.1f} | {100 * m['pred_m_vIoU']:.1f}"
+
+
+def table(root: Path) -> str:
+    """Markdown: the start checkpoint, then each variant's mean ± sample std over its seeds (test split, %)."""
+    from stvg_lab.analysis.tables import format_cell, mean_spread
+
+    results: dict[str, list[dict]] = {}
+    for path in sorted(root.glob("*/seed*/result.json")):
+        r = json.loads(path.read_text(encoding="utf-8"))
+        results.setdefault(r["name"], []).append(r)
+    if not results:
+        raise SystemExit(f"no sweep results under {root}")
+    cell = lambda vals, scale=100.0, digits=1: format_cell(*mean_spread(vals)[:2], scale=scale, digits=digits)  # noqa: E731
+    cols = ["parsed", *(f"pred {m}" for m in METRICS), "think m_vIoU", "sampled: parsed", "sampled: m_tIoU", "sampled: m_vIoU",
+            "pred span len", "spans moved",
+            "reward first → last", "temporal last", "spatial last", "KL last"]
+    # the start row's sampled cells at temperature 1.0 (tiny_cpu_grpo's) when any run sampled there
+    starts = [r["start"] for rs in results.values() for r in rs]
+    start = next((x for x in starts if x.get("sampled", {}).get("temperature") == 1.0), starts[0])
+    lines = [f"{start['n_test']} test clips, %, mean ± sample std over seeds; reward terms: mean of the last fifth of logged steps", "",
+             "| variant | seeds | " + " | ".join(cols) + " |", "|---|---|" + "---:|" * len(cols),
+             f"| start (SFT) | – | {100 * start['parse_rate']:.0f} | " + " | ".join(f"{100 * start[f'pred_{m}']:.1f}" for m in METRICS)
+             + f" | {100 * start['think_m_vIoU']:.1f} | {_sampled(start)}"
+             + f" | {start['spans']['pred_len']:.2f} | – | – | – | – | – |"]
+    for name, rs in results.items():
+        rs.sort(key=lambda r: r["seed"])
+        term = lambda key: cell([r["terms"][key][1] for r in rs], 1, 2) if all(key in r["terms"] for r in rs) else "–"  # noqa: E731
+        cells = [cell([r["parse_rate"] for r in rs], digits=0), *(cell([r[f"pred_{m}"] for r in rs]) for m in METRICS),
+                 cell([r["think_m_vIoU"] for r in rs]),
+                 *((cell([r["sampled"][k] for r in rs], digits=0 if k == "parse_rate" else 1) if all("sampled" in r for r in rs) else "–")
+                   for k in ("parse_rate", "pred_m_tIoU", "pred_m_vIoU")),
+                 cell([r["spans"].get("pred_len", 0.0) for r in rs], 1, 2),
+                 cell([r["spans_changed"] for r in rs], digits=0),
+                 f"{cell([r['reward']['first'] for r in rs], 1, 2)} → {cell([r['reward']['last'] for r in rs], 1, 2)}",
+                 term("temporal"), term("spatial"), term("kl")]
+        sets = " ".join(f"`{s}`" for s in rs[0]["set"]) or "tiny_cpu_grpo"
+        lines.append(f"| {name} ({sets}) | {','.join(str(r['seed']) for r in rs)} | " + " | ".join(cells) + " |")
+    for base, b in start["baselines"].items():
+        lines.append(f"| baseline: {base} | – | – | " + " | ".join(f"{100 * b[m]:.1f}" for m in METRICS) + " |" + " – |" * (len(cols) - 1 - len(METRICS)))
+    return "\n".join(lines + swap_table(start, results))
+
+
+def swap_table(start: dict, results: dict[str, list[dict]]) -> list[str]:
+    """Markdown lines: what the greedy answers carry of their own clip (stvg_lab.analysis.swap), start and variants."""
+    from stvg_lab.analysis.tables import format_cell, mean_spread
+
+    if "swap" not in start or not all("swap" in r for rs in results.values() for r in rs):
+        return ["", "(no swap control in some results: run each variant again to add it; no training is redone)"]
+    cell = lambda vals: format_cell(*mean_spread(vals)[:2], scale=100.0, digits=1)  # noqa: E731
+    cols = ["span tIoU own", "swapped", "think box: centre hit own", "swapped", "one constant box", "distinct boxes",
+            "pred box: centre hit own", "swapped"]
+    lines = ["", "Own vs next clip's greedy answer against each clip's ground truth (`stvg_lab.analysis.swap`), %; "
+             "a prior scores alike both ways:", "", "| variant | " + " | ".join(cols) + " |", "|---|" + "---:|" * len(cols)]
+    for name, swaps in [("start (SFT)", [start["swap"]]), *((n, [r["swap"] for r in rs]) for n, rs in results.items())]:
+        cells = [cell([w["span"]["own"] for w in swaps]), cell([w["span"]["swapped"] for w in swaps])]
+        cells += [cell([w["think"][k] for w in swaps]) for k in ("own_centre", "swapped_centre", "constant_centre")]
+        cells.append(format_cell(*mean_spread([w["think"]["distinct"] for w in swaps])[:2], scale=1.0, digits=0))
+        cells += [cell([w["pred"][k] for w in swaps]) for k in ("own_centre", "swapped_centre")]
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    return lines
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--name", help="the variant's folder under --root")
+    ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="tiny_cpu_grpo overrides (stvg-lab train grpo --set)")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--init", default=None, help="SFT checkpoint to start from (default: the shipped tiny_cpu_sft)")
+    ap.add_argument("--data", default="data/synthetic")
+    ap.add_argument("--root", default="bench/out/grpo_sweep")
+    ap.add_argument("--n-test", type=int, default=100)
+    ap.add_argument("--table", action="store_true", help="print the markdown table of every result under --root and exit")
+    args = ap.parse_args()
+    if args.table:
+        print(table(Path(args.root)))
+        return
+    if not args.name:
+        ap.error("--name is required to run a variant")
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
+    r = run_variant(args)
+    print(json.dumps({k: r[k] for k in ("name", "seed", "parse_rate", "pred_m_tIoU", "pred_m_vIoU", "think_m_vIoU", "reward", "spans", "spans_changed", "grpo_s")}))
+
+
+if __name__ == "__main__":
+    main()

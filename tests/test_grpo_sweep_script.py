@@ -1,0 +1,98 @@
+"""bench/grpo_sweep.py: span statistics, the moved-span share and the table, on literal rows (no training)."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+
+import pytest
+
+BENCH = Path(__file__).resolve().parent.parent / "bench"
+_spec = importlib.util.spec_from_file_location("bench_grpo_sweep", BENCH / "grpo_sweep.py")
+sweep = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(sweep)
+
+
+@pytest.mark.parametrize("rows, want", [
+    # one clip: span 2-5 against gt 3-5 -> length 4, starts one frame early, ends on time
+    ([{"gt_span": [3, 5], "pred_span": [2, 5]}], {"n": 1, "pred_len": 4, "gt_len": 3, "start_err": -1, "end_err": 0}),
+    # an unparsed answer (pred_span None) is left out of every mean
+    ([{"gt_span": [0, 7], "pred_span": [1, 6]}, {"gt_span": [0, 7], "pred_span": None}, {"gt_span": [2, 3], "pred_span": [2, 5]}],
+     {"n": 2, "pred_len": 5, "gt_len": 5, "start_err": 0.5, "end_err": 0.5}),
+    ([{"gt_span": [0, 7], "pred_span": None}], {"n": 0}),
+])
+def test_span_stats(rows, want):
+    assert sweep.span_stats(rows) == pytest.approx(want)
+
+
+@pytest.mark.parametrize("start, run, want", [
+    ([{"id": "a", "pred_span": [1, 2]}, {"id": "b", "pred_span": [0, 7]}], [{"id": "a", "pred_span": [1, 2]}, {"id": "b", "pred_span": [0, 6]}], 0.5),
+    ([{"id": "a", "pred_span": None}], [{"id": "a", "pred_span": [1, 2]}], 1.0),  # now parses: it moved
+    ([{"id": "a", "pred_span": [1, 2]}, {"id": "b", "pred_span": [3, 4]}], [{"id": "b", "pred_span": [3, 4]}], 0.0),  # only common clips
+])
+def test_spans_changed(start, run, want):
+    assert sweep.spans_changed(start, run) == want
+
+
+def test_spans_changed_without_common_clips_says_so():
+    with pytest.raises(ValueError, match="share no evaluated clip"):
+        sweep.spans_changed([{"id": "a"}], [{"id": "b"}])
+
+
+def _score(tiou: float, length: float) -> dict:
+    return {"n_test": 100, "parse_rate": 1.0, "think_m_vIoU": 0.1, "spans": {"pred_len": length},
+            **{f"pred_{m}": tiou if m == "m_tIoU" else 0.05 for m in sweep.METRICS},
+            "baselines": {"whole video + mean box": dict.fromkeys(sweep.METRICS, 0.5)}}
+
+
+def _write(root: Path, name: str, seed: int, tiou: float, sets: list[str], temperature: float = 1.0) -> None:
+    out = root / name / f"seed{seed}"
+    out.mkdir(parents=True)
+    sampled = {**_score(tiou / 2, 4.0), "parse_rate": 0.8, "temperature": temperature}
+    start = {**_score(0.6, 5.0), "sampled": {**_score(0.2 if temperature == 1.0 else 0.3, 5.0), "parse_rate": 0.5, "temperature": temperature}}
+    result = {**_score(tiou, 4.0), "name": name, "seed": seed, "set": sets, "start": start, "sampled": sampled, "spans_changed": 0.25,
+              "reward": {"first": 0.2, "last": 0.8}, "terms": {"temporal": [0.3, 0.4], "spatial": [-0.5, -0.3]}}
+    (out / "result.json").write_text(json.dumps(result))
+
+
+def test_table_rows_are_mean_and_sample_std_per_variant(tmp_path):
+    _write(tmp_path, "base", 0, 0.5, [])
+    _write(tmp_path, "base", 1, 0.7, [])
+    _write(tmp_path, "a_t0.7", 0, 0.6, ["temperature=0.7"], temperature=0.7)
+    lines = sweep.table(tmp_path).splitlines()
+    start = next(line for line in lines if line.startswith("| start"))
+    assert start.split(" | ")[2:5] == ["100", "60.0", "5.0"]
+    # the start checkpoint's sampled answers at temperature 1.0, whichever variant came first
+    assert "| 10.0 | (t 1) 50 | 20.0 | 5.0 | 5.00 |" in start
+    base = next(line for line in lines if line.startswith("| base"))
+    cells = base.split(" | ")
+    assert cells[0] == "| base (tiny_cpu_grpo)" and cells[1] == "0,1" and cells[3] == "60.0 ± 14.1"
+    assert "| 80 ± 0 | 30.0 ± 7.1 | 5.0 ± 0.0 |" in base  # sampled answers: parsed, m_tIoU (half the greedy), m_vIoU
+    assert "0.20 ± 0.00 → 0.80 ± 0.00" in base and base.endswith("| 0.40 ± 0.00 | -0.30 ± 0.00 | – |")  # no KL logged: "–"
+    assert any(line.startswith("| a_t0.7 (`temperature=0.7`) | 0 | 100 | 60.0 |") for line in lines)
+    assert any(line.startswith("| baseline: whole video + mean box | – | – | 50.0 | 50.0 | 50.0 |") for line in lines)
+    assert lines[-1].startswith("(no swap control in some results")  # these results predate it
+
+
+def _swap(own: float, swapped: float, distinct: int) -> dict:
+    box = {"own_centre": own, "swapped_centre": swapped, "constant_centre": 0.7, "distinct": distinct}
+    return {"span": {"own": own, "swapped": swapped}, "think": box, "pred": box}
+
+
+def test_swap_table_rows(tmp_path):
+    _write(tmp_path, "base", 0, 0.5, [])
+    _write(tmp_path, "base", 1, 0.7, [])
+    for seed, own in ((0, 0.6), (1, 0.8)):
+        path = tmp_path / "base" / f"seed{seed}" / "result.json"
+        result = json.loads(path.read_text())
+        result["swap"], result["start"]["swap"] = _swap(own, 0.5, 1), _swap(0.5, 0.3, 12)
+        path.write_text(json.dumps(result))
+    lines = sweep.table(tmp_path).splitlines()
+    assert "| start (SFT) | 50.0 | 30.0 | 50.0 | 30.0 | 70.0 | 12 | 50.0 | 30.0 |" in lines
+    assert "| base | 70.0 ± 14.1 | 50.0 ± 0.0 | 70.0 ± 14.1 | 50.0 ± 0.0 | 70.0 ± 0.0 | 1 ± 0 | 70.0 ± 14.1 | 50.0 ± 0.0 |" in lines
+
+
+def test_table_without_results_says_where(tmp_path):
+    with pytest.raises(SystemExit, match=str(tmp_path)):
+        sweep.table(tmp_path)
