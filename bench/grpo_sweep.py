@@ -7,9 +7,12 @@
 A variant is a name and its ``--set`` overrides of ``tiny_cpu_grpo`` (bench/LEARNING.md round 7 has
 the ones measured and why). One run: ``stvg_lab.train.grpo.run_grpo`` from ``--init`` into
 ``<root>/<name>/seed<k>/run``, then the test metrics of its ``final`` (``evaluate_model`` on
-``--n-test`` clips, greedy, as the demo scores), the reward terms' first -> last fifth of the
-logged steps, and where the greedy spans moved against the start checkpoint's (which is scored
-once, into ``<root>/start``). A variant's overrides are recorded with its first seed; a later seed
+``--n-test`` clips, greedy, as the demo scores, and with one answer per clip sampled at the run's
+rollout temperature, what GRPO optimises), the swap control of its greedy answers
+(``stvg_lab.analysis.swap``: own clip vs the next clip's answer, and one constant think box), the
+reward terms' first -> last fifth of the logged steps, and where the greedy spans moved against the
+start checkpoint's (which is scored once, into ``<root>/start``). Re-running a finished seed trains
+nothing: it re-reads the run and rescores only what its cache lacks. A variant's overrides are recorded with its first seed; a later seed
 with other overrides is an error naming both, so a table never mixes two settings under one name.
 """
 
@@ -96,8 +99,6 @@ def score(checkpoint: Path, out: Path, data: Path, n_test: int, temperature: flo
 
 def per_sample(out: Path) -> list[dict]:
     return [json.loads(line) for line in (out / "eval" / "per_sample.jsonl").read_text(encoding="utf-8").splitlines()]
-
-
 
 
 def run_variant(args: argparse.Namespace) -> dict:
