@@ -69,22 +69,22 @@ def score(checkpoint: Path, out: Path, data: Path, n_test: int, temperature: flo
     """
     from stvg_lab.analysis.swap import swap_control
     from stvg_lab.data.synth import load_synthetic
-    from stvg_lab.infer import read_predictions
 
-    test = load_synthetic(data, "test")[:n_test]
     done = out / "score.json"
     if done.is_file() and done.stat().st_mtime > (checkpoint / "model.safetensors").stat().st_mtime:
         cached = json.loads(done.read_text(encoding="utf-8"))
         if cached["n_test"] == n_test:
             if "swap" not in cached:  # scored before the swap control existed: it needs only the saved answers
-                cached["swap"] = swap_control(read_predictions(out / "eval" / "predictions.jsonl"), test)
+                from stvg_lab.infer import read_predictions
+
+                cached["swap"] = swap_control(read_predictions(out / "eval" / "predictions.jsonl"), load_synthetic(data, "test")[:n_test])
                 done.write_text(json.dumps(cached, indent=1), encoding="utf-8")
             return cached
     import torch
 
     from stvg_lab.evaluate import evaluate_model
 
-    train = load_synthetic(data, "train")
+    train, test = load_synthetic(data, "train"), load_synthetic(data, "test")[:n_test]
     sampling = {"do_sample": True, "temperature": temperature} if temperature else {}
     torch.manual_seed(0)
     report = evaluate_model(checkpoint, test, out / "eval", "compact", train_samples=train, progress=False, resume=False, **sampling)

@@ -173,6 +173,9 @@ def _swap_markdown(evals: dict[str, Path], test) -> str:
     from stvg_lab.analysis.tables import render_table
     from stvg_lab.infer import read_predictions
 
+    def pct(v: float) -> str:
+        return f"{100 * v:.1f}"
+
     rows = []
     for name, eval_dir in evals.items():
         try:
@@ -180,7 +183,6 @@ def _swap_markdown(evals: dict[str, Path], test) -> str:
         except ValueError as e:  # e.g. the quick demo's SFT parses nothing: nothing to swap
             rows.append([name, *["–"] * 8, str(e)])
             continue
-        pct = lambda v: f"{100 * v:.1f}"  # noqa: E731
         think = w.get("think") or {}
         rows.append([name, pct(w["span"]["own"]), pct(w["span"]["swapped"]),
                      *(pct(think[k]) if think else "–" for k in ("own_centre", "swapped_centre", "constant_centre")),

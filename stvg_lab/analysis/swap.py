@@ -75,15 +75,18 @@ def swap_control(predictions: Sequence[Any], samples: Sequence[Any]) -> dict[str
     unknown = sorted(set(by_id) - {s.id for s in samples})
     if unknown:
         raise ValueError(f"predictions for samples not given: {unknown[:3]}")
-    rows = [(s, by_id[s.id]) for s in samples if s.id in by_id and not _field(by_id[s.id], "error") and _tube(by_id[s.id], "pred")]
+    # (sample, {tube name: {frame: box}}) of each parsed answer, in sample order
+    rows = [(s, {t: _tube(by_id[s.id], t) for t in TUBES}) for s in samples if s.id in by_id and not _field(by_id[s.id], "error")]
+    rows = [(s, tubes) for s, tubes in rows if tubes["pred"]]
     if len(rows) < 2:
         raise ValueError(f"the swap control needs at least two parsed answers, got {len(rows)}")
     n = len(rows)
-    own_t = [temporal_iou(_span(_tube(p, "pred")), s.span_frames) for s, p in rows]
-    swap_t = [temporal_iou(_span(_tube(rows[(i + 1) % n][1], "pred")), s.span_frames) for i, (s, _) in enumerate(rows)]
+    spans = [_span(tubes["pred"]) for _, tubes in rows]
+    own_t = [temporal_iou(spans[i], s.span_frames) for i, (s, _) in enumerate(rows)]
+    swap_t = [temporal_iou(spans[(i + 1) % n], s.span_frames) for i, (s, _) in enumerate(rows)]
     result: dict[str, Any] = {"n": n, "span": {"own": float(np.mean(own_t)), "swapped": float(np.mean(swap_t))}}
     for tube in TUBES:
-        tubes = [_tube(p, tube) for _, p in rows]
+        tubes = [by_tube[tube] for _, by_tube in rows]
         if not any(tubes):
             continue
         counts = Counter(tuple(b) for t in tubes for b in t.values())
