@@ -65,6 +65,7 @@ log = logging.getLogger("curriculum")
 def ensure_data(path: Path, n_train: int, n_val: int, n_test: int, **config) -> None:
     """Generate a synthetic set with ``SynthConfig(**config)`` unless ``path`` holds one; a set made otherwise is an error."""
     from stvg_lab.data.synth import SynthConfig, generate_synthetic
+    from stvg_lab.data.synth_config import full_config
 
     want = json.loads(json.dumps(SynthConfig(**config).to_dict()))  # tuples as JSON lists, as dataset.json has them
     manifest = path / "dataset.json"
@@ -72,7 +73,7 @@ def ensure_data(path: Path, n_train: int, n_val: int, n_test: int, **config) -> 
         log.info("generating %s (%d/%d/%d clips)", path, n_train, n_val, n_test)
         generate_synthetic(path, n_train, n_val, n_test, config=SynthConfig(**config))
         return
-    have = json.loads(manifest.read_text(encoding="utf-8")).get("config", {})
+    have = full_config(json.loads(manifest.read_text(encoding="utf-8")).get("config", {}))
     differ = sorted(k for k in want if have.get(k) != want[k])
     if differ:
         raise SystemExit(f"{manifest}: made with other SynthConfig values for {differ}; move it away or pass another folder")

@@ -67,6 +67,7 @@ def score(checkpoint: Path, out: Path, data: Path, n_test: int, temperature: flo
     Greedy, as the demo and the paper score; with ``temperature``, one answer sampled per clip at
     that temperature (torch seed 0), i.e. what GRPO's rollouts are drawn from.
     """
+    from stvg_lab.analysis.counts import box_counts
     from stvg_lab.analysis.swap import swap_control
     from stvg_lab.data.synth import load_synthetic
 
@@ -74,10 +75,13 @@ def score(checkpoint: Path, out: Path, data: Path, n_test: int, temperature: flo
     if done.is_file() and done.stat().st_mtime > (checkpoint / "model.safetensors").stat().st_mtime:
         cached = json.loads(done.read_text(encoding="utf-8"))
         if cached["n_test"] == n_test:
-            if "swap" not in cached:  # scored before the swap control existed: it needs only the saved answers
+            if "swap" not in cached or "counts" not in cached:  # scored before these existed: they need only the saved answers
                 from stvg_lab.infer import read_predictions
 
-                cached["swap"] = swap_control(read_predictions(out / "eval" / "predictions.jsonl"), load_synthetic(data, "test")[:n_test])
+                saved = read_predictions(out / "eval" / "predictions.jsonl")
+                if "swap" not in cached:
+                    cached["swap"] = swap_control(saved, load_synthetic(data, "test")[:n_test])
+                cached["counts"] = box_counts(saved)
                 done.write_text(json.dumps(cached, indent=1), encoding="utf-8")
             return cached
     import torch
@@ -91,7 +95,7 @@ def score(checkpoint: Path, out: Path, data: Path, n_test: int, temperature: flo
     m = report.metrics
     result = {"n_test": n_test, "temperature": temperature, "parse_rate": 1 - m["parse_failure_rate"],
               **{f"{tube}_{k}": m[tube][k] for tube in ("pred", "think") if m.get(tube) for k in METRICS},
-              "spans": span_stats(report.per_sample), "swap": swap_control(report.predictions, test),
+              "spans": span_stats(report.per_sample), "swap": swap_control(report.predictions, test), "counts": box_counts(report.predictions),
               "baselines": {b: {k: v[k] for k in METRICS} for b, v in (m.get("baselines") or {}).items()}}
     done.write_text(json.dumps(result, indent=1), encoding="utf-8")
     return result
@@ -137,11 +141,12 @@ def run_variant(args: argparse.Namespace) -> dict:
     log = read_log(out / "run")
     grpo_s = next((r["train_runtime"] for r in reversed(log) if "train_runtime" in r), float("nan"))  # TRL's, kept on a re-score
     terms = {}
+    logged = {k for r in log for k in r}
     for term, fn in TERMS.items():
-        try:
-            terms[term] = metric_change(log, f"rewards/{fn}/mean")
-        except ValueError:  # a variant without this reward (e.g. no_think_reward)
-            pass
+        # a variant's reward is named with a suffix (spatial_reward_extra_floor, ...); the plain name first
+        column = next((c for c in sorted(logged, key=len) if c.startswith(f"rewards/{fn}") and c.endswith("/mean")), None)
+        if column:  # else a variant without this reward
+            terms[term] = metric_change(log, column)
     for key in ("kl", "completions/mean_length", "entropy"):
         try:
             terms[key] = metric_change(log, key)
@@ -198,7 +203,7 @@ def table(root: Path) -> str:
         lines.append(f"| {name} ({sets}) | {','.join(str(r['seed']) for r in rs)} | " + " | ".join(cells) + " |")
     for base, b in start["baselines"].items():
         lines.append(f"| baseline: {base} | – | – | " + " | ".join(f"{100 * b[m]:.1f}" for m in METRICS) + " |" + " – |" * (len(cols) - 1 - len(METRICS)))
-    return "\n".join(lines + swap_table(start, results))
+    return "\n".join(lines + swap_table(start, results) + counts_table(start, results))
 
 
 def swap_table(start: dict, results: dict[str, list[dict]]) -> list[str]:
@@ -217,6 +222,25 @@ def swap_table(start: dict, results: dict[str, list[dict]]) -> list[str]:
         cells += [cell([w["think"][k] for w in swaps]) for k in ("own_centre", "swapped_centre", "constant_centre")]
         cells.append(format_cell(*mean_spread([w["think"]["distinct"] for w in swaps])[:2], scale=1.0, digits=0))
         cells += [cell([w["pred"][k] for w in swaps]) for k in ("own_centre", "swapped_centre")]
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    return lines
+
+
+def counts_table(start: dict, results: dict[str, list[dict]]) -> list[str]:
+    """Markdown lines: greedy box lists against their own span (stvg_lab.analysis.counts), start and variants."""
+    from stvg_lab.analysis.tables import format_cell, mean_spread
+
+    if "counts" not in start or not all("counts" in r for rs in results.values() for r in rs):
+        return ["", "(no box counts in some results: run each variant again to add them; no training is redone)"]
+    pct = lambda vals: format_cell(*mean_spread(vals)[:2], scale=100.0, digits=0)  # noqa: E731
+    cols = ["consistent (Eq. 4)", "pred list: short", "exact", "long", "boxes − span frames", "think: boxes − span frames"]
+    lines = ["", "Greedy box lists against the answer's own span (`stvg_lab.analysis.counts`), % of answers (consistent: of all; "
+             "the rest: of parsed ones):", "", "| variant | " + " | ".join(cols) + " |", "|---|" + "---:|" * len(cols)]
+    for name, counts in [("start (SFT)", [start["counts"]]), *((n, [r["counts"] for r in rs]) for n, rs in results.items())]:
+        cells = [pct([c["consistent"] for c in counts]), *(pct([c["pred"][k] for c in counts]) for k in ("short", "exact", "long")),
+                 format_cell(*mean_spread([c["pred"]["extra"] for c in counts])[:2], scale=1.0, digits=2),
+                 format_cell(*mean_spread([c["think"]["extra"] for c in counts])[:2], scale=1.0, digits=2)
+                 if all(c["think"] for c in counts) else "–"]
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
     return lines
 

@@ -131,8 +131,9 @@ def build_parser() -> argparse.ArgumentParser:
     synth.add_argument("--n-val", type=int, default=50)
     synth.add_argument("--n-test", type=int, default=100)
     synth.add_argument("--seed", type=int, default=0)
-    synth.add_argument("--preset", default="default", choices=["default", "hard"],
-                       help="default: the benchmark the CPU stand-in learns; hard: 224 px, 7 s, move events, occluders, flat lighting")
+    synth.add_argument("--preset", default="default", choices=["default", "hard", "spread"],
+                       help="default: the benchmark the CPU stand-in learns; hard: 224 px, 7 s, move events, occluders, flat lighting; "
+                            "spread: the default with objects kept off the centre quarter (no constant box scores well)")
     synth.add_argument("--overwrite", action="store_true", help="replace an existing dataset folder")
     synth.set_defaults(func=_data_synth)
     return parser

@@ -191,6 +191,22 @@ def _swap_markdown(evals: dict[str, Path], test) -> str:
                          "distinct think boxes", "pred box hits the centre: own", "swapped", "parsed answers"], rows)
 
 
+def _counts_markdown(evals: dict[str, Path]) -> str:
+    """Greedy box lists against their own span per model (stvg_lab.analysis.counts), %."""
+    from stvg_lab.analysis.counts import box_counts
+    from stvg_lab.analysis.tables import render_table
+    from stvg_lab.infer import read_predictions
+
+    rows = []
+    for name, eval_dir in evals.items():
+        c = box_counts(read_predictions(eval_dir / "predictions.jsonl"))
+        pred = c["pred"] or {}
+        rows.append([name, f"{100 * c['parsed']:.0f}", f"{100 * c['consistent']:.0f}",
+                     *(f"{100 * pred[k]:.0f}" if pred else "–" for k in ("short", "exact", "long")),
+                     f"{pred['extra']:+.2f}" if pred else "–"])
+    return render_table(["model", "parsed", "consistent (Eq. 4)", "pred list short", "exact", "long", "boxes − span frames"], rows)
+
+
 def _scale_markdown(analysis) -> str:
     from stvg_lab.analysis.tables import render_table
 
@@ -263,6 +279,15 @@ def run_demo(cfg: DemoConfig) -> Path:
             "(bench/LEARNING.md round 7: GRPO on the stand-in collapses the think box to one central box).",
             "",
             _swap_markdown({"SFT": sft_eval, "SFT + GRPO": grpo_run}, test),
+            "",
+            "## Do the box lists fit their span? (`stvg_lab.analysis.counts`)",
+            "",
+            "Eq. 4 on the greedy test answers: the share of all answers whose think and pred lists hold one box per frame "
+            "of their span, and how the pred list misses (of parsed answers). A box missing inside the span costs spatial "
+            "reward, one after it only the consistency reward, so GRPO tends to write too many (bench/LEARNING.md round 8; "
+            "reward variant `count_penalty`).",
+            "",
+            _counts_markdown({"SFT": sft_eval, "SFT + GRPO": grpo_run}),
             "",
             "## Reduced ablation grid (think reward, Tab. 6)",
             "",

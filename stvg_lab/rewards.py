@@ -30,6 +30,13 @@ Choices the paper leaves open, and the hardening against a policy that games the
 * **Missing boxes.** A frame of the temporal intersection (Eq. 6) where the answer has no
   box (an inconsistent answer) scores the per-frame floor: -2 for ``GIoU - L1``, -1 for
   either term alone. Leaving a box out therefore never pays.
+* **Extra boxes.** A box for a frame outside the claimed span is not in Eq. 7, so by default
+  (``extra_boxes="free"``) it costs nothing but ``R_c``. With the asymmetry above, a policy unsure
+  of the count gains by writing too many: bench/LEARNING.md round 8 measured GRPO lengthening
+  the lists (greedy answers one box short 37 % -> 3 %, one or more long 22 % -> 44 %) and the longer
+  lists breaking. ``extra_boxes="floor"`` (variant ``count_penalty``) adds each extra box to
+  Eq. 7's mean at the per-frame floor, so one box too many costs about what one too few does.
+  A consistent answer scores the same under both rules.
 * **Annotation gaps.** A frame of the intersection with no ground-truth box is left out of
   both the sum and the count of Eq. 7. If no frame is left, ``R_spa = 0``.
 * **Empty intersection.** The paper sets the spatial reward to 0 (``empty_overlap="zero"``,
@@ -68,6 +75,7 @@ RewardFunc = Callable[..., list[float]]
 DEFAULT_TERMS: Terms = ("giou", "l1")
 DEFAULT_LAMBDA_K = 0.5
 EMPTY_OVERLAP_RULES: tuple[str, ...] = ("zero", "floor")
+EXTRA_BOX_RULES: tuple[str, ...] = ("free", "floor")
 # per-frame range of each term of the Eq. 7 summand: +GIoU and -L1 (normalised L1 ∈ [0, 1])
 _TERM_BOUNDS: dict[str, tuple[float, float]] = {"giou": (-1.0, 1.0), "l1": (-1.0, 0.0)}
 
@@ -85,6 +93,12 @@ def _check_terms(terms: Sequence[str]) -> Terms:
 def _check_empty_overlap(rule: str) -> str:
     if rule not in EMPTY_OVERLAP_RULES:
         raise ValueError(f"empty_overlap must be one of {EMPTY_OVERLAP_RULES}; got {rule!r}")
+    return rule
+
+
+def _check_extra_boxes(rule: str) -> str:
+    if rule not in EXTRA_BOX_RULES:
+        raise ValueError(f"extra_boxes must be one of {EXTRA_BOX_RULES}; got {rule!r}")
     return rule
 
 
@@ -227,14 +241,18 @@ def _spatial_many(
     spans: Sequence[tuple[int, int]],
     gts: Sequence[GroundTruth],
     terms: Terms,
+    extra_boxes: str = "free",
 ) -> tuple[np.ndarray, np.ndarray]:
     """``R_spa`` (Eq. 6-7) for many box lists in one vectorised pass.
 
     Returns ``(r_spa, empty)``, both (N,): ``r_spa`` is 0 where the intersection is empty or
-    holds no ground-truth box, and ``empty`` marks an empty intersection (Eq. 6).
+    holds no ground-truth box, and ``empty`` marks an empty intersection (Eq. 6). With
+    ``extra_boxes="floor"`` each box outside the list's span joins the mean at the floor.
     """
     n = len(box_lists)
+    floor = frame_bounds(terms)[0]
     empty = np.zeros(n, dtype=bool)
+    extra = np.zeros(n)  # (N,) boxes outside the claimed span, scored only under "floor"
     owner: list[int] = []  # (F,) which list each scored frame belongs to
     pred_px: list[Sequence[float]] = []  # (F, 4) predicted boxes in pixels, zeros where missing
     scale: list[tuple[float, float, float, float]] = []  # (F, 4) W, H, W, H of that frame
@@ -254,12 +272,14 @@ def _spatial_many(
             scale.append((w, h, w, h))
         owner.extend([i] * (hi - lo))
         gt_parts.append(gt.boxes[lo:hi])
+        if extra_boxes == "floor" and hi > lo:
+            extra[i] = sum(1 for k in boxes if not span[0] <= k <= span[1])
     r_spa = np.zeros(n)
     if owner:
         pred = np.clip(np.asarray(pred_px, dtype=np.float64) / np.asarray(scale), 0.0, 1.0)
-        per_frame = np.where(present, _frame_scores(pred, np.concatenate(gt_parts), terms), frame_bounds(terms)[0])
-        sums = np.bincount(owner, weights=per_frame, minlength=n)
-        counts = np.bincount(owner, minlength=n)
+        per_frame = np.where(present, _frame_scores(pred, np.concatenate(gt_parts), terms), floor)
+        sums = np.bincount(owner, weights=per_frame, minlength=n) + floor * extra
+        counts = np.bincount(owner, minlength=n) + extra
         r_spa = np.divide(sums, counts, out=np.zeros(n), where=counts > 0)
     return r_spa, empty
 
@@ -280,10 +300,10 @@ class SpatialParts:
 
 
 def spatial_parts(
-    parsed: Sequence[ParsedAnswer], gts: Sequence[GroundTruth], terms: Terms = DEFAULT_TERMS
+    parsed: Sequence[ParsedAnswer], gts: Sequence[GroundTruth], terms: Terms = DEFAULT_TERMS, extra_boxes: str = "free"
 ) -> SpatialParts:
     """Eq. 7 for the think and the pred list of every parsed answer, in one pass."""
-    terms = _check_terms(terms)
+    terms, extra_boxes = _check_terms(terms), _check_extra_boxes(extra_boxes)
     n = len(parsed)
     ok = np.array([p.ok for p in parsed], dtype=bool)
     has_think = np.array([p.ok and p.think is not None for p in parsed], dtype=bool)
@@ -297,7 +317,7 @@ def spatial_parts(
                 spans.append(p.span)
                 list_gts.append(gt)
                 slots.append((i, j))
-    r, empty = _spatial_many(lists, spans, list_gts, terms)
+    r, empty = _spatial_many(lists, spans, list_gts, terms, extra_boxes)
     table = np.zeros((n, 2))  # (N, 2): R_spa of think, pred
     empty_rows = np.zeros(n, dtype=bool)
     for (i, j), value, e in zip(slots, r, empty):
@@ -340,10 +360,11 @@ def temporal_value(parsed: ParsedAnswer, gt_span: tuple[int, int]) -> float:
 
 
 def total_values(
-    parsed: Sequence[ParsedAnswer], gts: Sequence[GroundTruth], terms: Terms, empty_overlap: str, lambda_k: float
+    parsed: Sequence[ParsedAnswer], gts: Sequence[GroundTruth], terms: Terms, empty_overlap: str, lambda_k: float,
+    extra_boxes: str = "free",
 ) -> dict[str, np.ndarray]:
     """Every component and Eq. 10, ``R = R_f + R_c + R_t + R_s + λk R_k``, as (N,) arrays."""
-    parts = spatial_parts(parsed, gts, terms)
+    parts = spatial_parts(parsed, gts, terms, extra_boxes)
     out = {
         "format": np.array([format_value(p) for p in parsed]),
         "consistency": np.array([consistency_value(p) for p in parsed]),
@@ -454,11 +475,13 @@ class SpatialReward:
 
     terms: Terms = DEFAULT_TERMS
     empty_overlap: str = "zero"
+    extra_boxes: str = "free"
 
     @property
     def __name__(self) -> str:
         suffix = "" if self.terms == DEFAULT_TERMS else "_" + "_".join(self.terms)
-        return "spatial_reward" + suffix + ("_overlap_floor" if self.empty_overlap == "floor" else "")
+        suffix += "_overlap_floor" if self.empty_overlap == "floor" else ""
+        return "spatial_reward" + suffix + ("_extra_floor" if self.extra_boxes == "floor" else "")
 
     @property
     def bounds(self) -> tuple[float, float]:
@@ -466,19 +489,21 @@ class SpatialReward:
 
     def __call__(self, completions: Sequence[Any], **kwargs: Any) -> list[float]:
         parsed = _parse_all(completions, kwargs)
-        parts = spatial_parts(parsed, _ground_truths(kwargs, len(parsed)), self.terms)
+        parts = spatial_parts(parsed, _ground_truths(kwargs, len(parsed)), self.terms, self.extra_boxes)
         return spatial_values(parts, self.terms, self.empty_overlap).tolist()
 
 
 @dataclass(frozen=True)
 class ThinkReward:
-    """``R_k`` (Eq. 9) with a choice of terms; see ``think_bounds``."""
+    """``R_k`` (Eq. 9) with a choice of terms and extra-box rule; see ``think_bounds``."""
 
     terms: Terms = DEFAULT_TERMS
+    extra_boxes: str = "free"
 
     @property
     def __name__(self) -> str:
-        return "think_reward" + ("" if self.terms == DEFAULT_TERMS else "_" + "_".join(self.terms))
+        name = "think_reward" + ("" if self.terms == DEFAULT_TERMS else "_" + "_".join(self.terms))
+        return name + ("_extra_floor" if self.extra_boxes == "floor" else "")
 
     @property
     def bounds(self) -> tuple[float, float]:
@@ -486,7 +511,7 @@ class ThinkReward:
 
     def __call__(self, completions: Sequence[Any], **kwargs: Any) -> list[float]:
         parsed = _parse_all(completions, kwargs)
-        return think_values(spatial_parts(parsed, _ground_truths(kwargs, len(parsed)), self.terms)).tolist()
+        return think_values(spatial_parts(parsed, _ground_truths(kwargs, len(parsed)), self.terms, self.extra_boxes)).tolist()
 
 
 @dataclass(frozen=True)
@@ -496,11 +521,13 @@ class TotalReward:
     lambda_k: float = DEFAULT_LAMBDA_K
     terms: Terms = DEFAULT_TERMS
     empty_overlap: str = "zero"
+    extra_boxes: str = "free"
 
     @property
     def __name__(self) -> str:
         name = "total_reward" + ("" if self.terms == DEFAULT_TERMS else "_" + "_".join(self.terms))
         name += "_overlap_floor" if self.empty_overlap == "floor" else ""
+        name += "_extra_floor" if self.extra_boxes == "floor" else ""
         return name + ("" if self.lambda_k == DEFAULT_LAMBDA_K else f"_lambda{self.lambda_k:g}")
 
     @property
@@ -510,25 +537,26 @@ class TotalReward:
     def __call__(self, completions: Sequence[Any], **kwargs: Any) -> list[float]:
         parsed = _parse_all(completions, kwargs)
         gts = _ground_truths(kwargs, len(parsed))
-        return total_values(parsed, gts, self.terms, self.empty_overlap, self.lambda_k)["total"].tolist()
+        return total_values(parsed, gts, self.terms, self.empty_overlap, self.lambda_k, self.extra_boxes)["total"].tolist()
 
 
-def make_spatial_reward(terms: Sequence[str] = DEFAULT_TERMS, empty_overlap: str = "zero") -> SpatialReward:
+def make_spatial_reward(terms: Sequence[str] = DEFAULT_TERMS, empty_overlap: str = "zero", extra_boxes: str = "free") -> SpatialReward:
     """A spatial reward (Eq. 8) variant: ``terms`` ⊆ (giou, l1) (Table 7), ``empty_overlap``
-    "zero" (paper) or "floor" (overlap penalty). Named e.g. ``spatial_reward_giou``."""
-    return SpatialReward(_check_terms(terms), _check_empty_overlap(empty_overlap))
+    "zero" (paper) or "floor" (overlap penalty), ``extra_boxes`` "free" or "floor" (count
+    penalty, module docstring). Named e.g. ``spatial_reward_giou``, ``spatial_reward_extra_floor``."""
+    return SpatialReward(_check_terms(terms), _check_empty_overlap(empty_overlap), _check_extra_boxes(extra_boxes))
 
 
-def make_think_reward(terms: Sequence[str] = DEFAULT_TERMS) -> ThinkReward:
-    """A think reward (Eq. 9) variant computed with ``terms``. Named e.g. ``think_reward_l1``."""
-    return ThinkReward(_check_terms(terms))
+def make_think_reward(terms: Sequence[str] = DEFAULT_TERMS, extra_boxes: str = "free") -> ThinkReward:
+    """A think reward (Eq. 9) variant computed with ``terms`` and ``extra_boxes``. Named e.g. ``think_reward_l1``."""
+    return ThinkReward(_check_terms(terms), _check_extra_boxes(extra_boxes))
 
 
 def make_total_reward(
-    lambda_k: float = DEFAULT_LAMBDA_K, terms: Sequence[str] = DEFAULT_TERMS, empty_overlap: str = "zero"
+    lambda_k: float = DEFAULT_LAMBDA_K, terms: Sequence[str] = DEFAULT_TERMS, empty_overlap: str = "zero", extra_boxes: str = "free"
 ) -> TotalReward:
     """The total reward (Eq. 10) as a single function, for one log column and weight 1."""
-    return TotalReward(_check_lambda(lambda_k), _check_terms(terms), _check_empty_overlap(empty_overlap))
+    return TotalReward(_check_lambda(lambda_k), _check_terms(terms), _check_empty_overlap(empty_overlap), _check_extra_boxes(extra_boxes))
 
 
 spatial_reward = make_spatial_reward()
@@ -550,8 +578,10 @@ REWARDS: dict[str, RewardFunc] = {
         make_spatial_reward(("giou",)),
         make_spatial_reward(("l1",)),
         make_spatial_reward(empty_overlap="floor"),
+        make_spatial_reward(extra_boxes="floor"),
         make_think_reward(("giou",)),
         make_think_reward(("l1",)),
+        make_think_reward(extra_boxes="floor"),
         total_reward,
     )
 }
@@ -562,7 +592,7 @@ REWARD_BOUNDS: dict[str, tuple[float, float]] = {
     for name, f in REWARDS.items()
 }
 
-VARIANTS: tuple[str, ...] = ("full", "no_think_reward", "giou_only", "l1_only", "overlap_penalty", "no_think_bbox")
+VARIANTS: tuple[str, ...] = ("full", "no_think_reward", "giou_only", "l1_only", "overlap_penalty", "no_think_bbox", "count_penalty")
 
 
 def reward_weights(lambda_k: float = DEFAULT_LAMBDA_K) -> list[float]:
@@ -578,6 +608,8 @@ def reward_setup(variant: str = "full", lambda_k: float = DEFAULT_LAMBDA_K) -> t
       still computed and logged (it is cheap) so every variant logs the same columns.
     * ``giou_only`` / ``l1_only`` (Table 7): spatial and think rewards with one term.
     * ``overlap_penalty``: the spatial reward scores the floor on an empty intersection.
+    * ``count_penalty``: spatial and think rewards score each box outside the claimed span at
+      the floor (``extra_boxes="floor"``), as a missing box inside it already is.
     * ``no_think_bbox`` (Table 5): the same as ``full``. The dataset's ``answer_format``
       column ("no_think") is what drops ``<think_bbox>``: then ``R_k = 0`` and
       ``R_s = R_spa^p``.
@@ -596,6 +628,8 @@ def reward_setup(variant: str = "full", lambda_k: float = DEFAULT_LAMBDA_K) -> t
         funcs[3], funcs[4] = make_spatial_reward(terms), make_think_reward(terms)
     elif variant == "overlap_penalty":
         funcs[3] = make_spatial_reward(empty_overlap="floor")
+    elif variant == "count_penalty":
+        funcs[3], funcs[4] = make_spatial_reward(extra_boxes="floor"), make_think_reward(extra_boxes="floor")
     else:
         raise ValueError(f"unknown reward variant {variant!r}; choose one of {VARIANTS}")
     return funcs, weights
@@ -611,6 +645,7 @@ def score_completion(
     *,
     terms: Sequence[str] = DEFAULT_TERMS,
     empty_overlap: str = "zero",
+    extra_boxes: str = "free",
 ) -> dict[str, Any]:
     """Every reward component of one completion, for notebooks and analysis.
 
@@ -622,7 +657,8 @@ def score_completion(
     terms = _check_terms(terms)
     parsed = parse_answer(completion_text(text), get_format(answer_format))
     gt = ground_truth(gt_span, gt_tube, frame_size)
-    values = total_values([parsed], [gt], terms, _check_empty_overlap(empty_overlap), _check_lambda(lambda_k))
+    values = total_values([parsed], [gt], terms, _check_empty_overlap(empty_overlap), _check_lambda(lambda_k),
+                          _check_extra_boxes(extra_boxes))
     out: dict[str, Any] = {k: float(v[0]) for k, v in values.items()}
     out["error"] = parsed.error
     return out

@@ -72,7 +72,8 @@ def test_table_rows_are_mean_and_sample_std_per_variant(tmp_path):
     assert "0.20 ± 0.00 → 0.80 ± 0.00" in base and base.endswith("| 0.40 ± 0.00 | -0.30 ± 0.00 | – |")  # no KL logged: "–"
     assert any(line.startswith("| a_t0.7 (`temperature=0.7`) | 0 | 100 | 60.0 |") for line in lines)
     assert any(line.startswith("| baseline: whole video + mean box | – | – | 50.0 | 50.0 | 50.0 |") for line in lines)
-    assert lines[-1].startswith("(no swap control in some results")  # these results predate it
+    assert any(line.startswith("(no swap control in some results") for line in lines)  # these results predate it
+    assert lines[-1].startswith("(no box counts in some results")
 
 
 def _swap(own: float, swapped: float, distinct: int) -> dict:
@@ -80,14 +81,18 @@ def _swap(own: float, swapped: float, distinct: int) -> dict:
     return {"span": {"own": own, "swapped": swapped}, "think": box, "pred": box}
 
 
-def test_swap_table_rows(tmp_path):
-    _write(tmp_path, "base", 0, 0.5, [])
-    _write(tmp_path, "base", 1, 0.7, [])
-    for seed, own in ((0, 0.6), (1, 0.8)):
-        path = tmp_path / "base" / f"seed{seed}" / "result.json"
+def _two_seeds(root: Path, key: str, per_seed: list[dict], start: dict) -> None:
+    """``base`` at seeds 0 and 1, each result (and its start row) given ``key``."""
+    for seed, value in enumerate(per_seed):
+        _write(root, "base", seed, 0.5 + 0.2 * seed, [])
+        path = root / "base" / f"seed{seed}" / "result.json"
         result = json.loads(path.read_text())
-        result["swap"], result["start"]["swap"] = _swap(own, 0.5, 1), _swap(0.5, 0.3, 12)
+        result[key], result["start"][key] = value, start
         path.write_text(json.dumps(result))
+
+
+def test_swap_table_rows(tmp_path):
+    _two_seeds(tmp_path, "swap", [_swap(0.6, 0.5, 1), _swap(0.8, 0.5, 1)], _swap(0.5, 0.3, 12))
     lines = sweep.table(tmp_path).splitlines()
     assert "| start (SFT) | 50.0 | 30.0 | 50.0 | 30.0 | 70.0 | 12 | 50.0 | 30.0 |" in lines
     assert "| base | 70.0 ± 14.1 | 50.0 ± 0.0 | 70.0 ± 14.1 | 50.0 ± 0.0 | 70.0 ± 0.0 | 1 ± 0 | 70.0 ± 14.1 | 50.0 ± 0.0 |" in lines
@@ -96,3 +101,15 @@ def test_swap_table_rows(tmp_path):
 def test_table_without_results_says_where(tmp_path):
     with pytest.raises(SystemExit, match=str(tmp_path)):
         sweep.table(tmp_path)
+
+
+def _counts(consistent: float, long: float, extra: float) -> dict:
+    lists = {"extra": extra, "short": 0.0, "exact": 1.0 - long, "long": long}
+    return {"n": 100, "parsed": 1.0, "consistent": consistent, "think": lists, "pred": lists}
+
+
+def test_counts_table_rows(tmp_path):
+    _two_seeds(tmp_path, "counts", [_counts(1 - long, long, 2 * long) for long in (0.6, 0.8)], _counts(0.4, 0.2, -0.1))
+    lines = sweep.table(tmp_path).splitlines()
+    assert "| start (SFT) | 40 | 0 | 80 | 20 | -0.10 | -0.10 |" in lines
+    assert "| base | 30 ± 14 | 0 ± 0 | 30 ± 14 | 70 ± 14 | 1.40 ± 0.28 | 1.40 ± 0.28 |" in lines

@@ -14,7 +14,7 @@ def test_quick_demo_writes_the_report_and_a_rerun_is_cached(tmp_path):
     report = run_demo(cfg)
     text = report.read_text()
     for heading in ("Untrained vs SFT vs SFT + GRPO", "Does the model read the video?", "Do the answers carry their own clip?",
-                    "Reduced ablation grid", "Object scale", "Wall time"):
+                    "Do the box lists fit their span?", "Reduced ablation grid", "Object scale", "Wall time"):
         assert heading in text
     for row in ("untrained stand-in", "SFT + GRPO", "baseline: whole video + mean box", "baseline: gt span + mean box"):
         assert row in text
@@ -22,6 +22,8 @@ def test_quick_demo_writes_the_report_and_a_rerun_is_cached(tmp_path):
     # the swap control has a row per model: numbers, or why it could not swap (a smoke-size SFT may parse nothing)
     swap = text.split("Do the answers carry their own clip?")[1].split("## ")[0]
     assert "| one constant box |" in swap and all(f"| {m} |" in swap for m in ("SFT", "SFT + GRPO"))
+    counts = text.split("Do the box lists fit their span?")[1].split("## ")[0]
+    assert "| consistent (Eq. 4) |" in counts and all(f"| {m} |" in counts for m in ("SFT", "SFT + GRPO"))
     assert (cfg.out_dir / "object_scale.png").stat().st_size > 0
     metrics = json.loads((cfg.out_dir / "eval" / "sft" / "metrics.json").read_text())
     assert metrics["n"] == cfg.n_eval and 0 <= metrics["pred"]["m_tIoU"] <= 1

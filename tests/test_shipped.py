@@ -8,7 +8,7 @@ from dataclasses import replace
 import pytest
 
 from stvg_lab.answer import parse_answer
-from stvg_lab.data.synth import SynthConfig, generate_synthetic, load_synthetic
+from stvg_lab.data.synth import PRESETS, SynthConfig, generate_synthetic, load_synthetic
 from stvg_lab.train.recipe import load_recipe
 from stvg_lab.train.shipped import (
     check_compatible,
@@ -58,6 +58,9 @@ def test_another_benchmark_is_refused_naming_the_fields(tmp_path):
                                config=replace(SynthConfig(), width=224, height=224))
     with pytest.raises(ValueError, match=r"config fields: height, width.*--from-scratch"):
         check_compatible(shipped_checkpoint(), other)
+    spread = generate_synthetic(tmp_path / "spread", 1, 0, 0, seed=0, progress=False, workers=1, config=PRESETS["spread"])
+    with pytest.raises(ValueError, match=r"config fields: max_centre_share\)"):
+        check_compatible(shipped_checkpoint(), spread)  # a field the checkpoint's provenance lacks still counts
     seed1 = generate_synthetic(tmp_path / "seed1", 1, 0, 0, seed=1, progress=False, workers=1)
     with pytest.raises(ValueError, match="seed"):
         check_compatible(shipped_checkpoint(), seed1)

@@ -296,3 +296,59 @@ def test_presets_round_trip_and_hard_is_the_first_benchmark():
     hard = PRESETS["hard"]
     assert (hard.width, hard.num_frames, hard.lighting, hard.p_occluded) == (224, 56, (0.0, 0.0, 0.0), 0.15)
     assert (SynthConfig().width, SynthConfig().num_frames) == (112, 32)
+
+
+def _scene_digest(cfg: SynthConfig, n: int = 40) -> str:
+    """sha256 of ``n`` scenes' object boxes, visibility and queries from one seeded stream."""
+    rng, h = np.random.default_rng(0), hashlib.sha256()
+    for _ in range(n):
+        scene = make_scene(cfg, "train", rng)
+        for o in scene["objects"]:
+            h.update(o.boxes().astype(np.int64).tobytes())
+            h.update(o.visible.tobytes())
+        h.update(scene["query"].encode())
+    return h.hexdigest()
+
+
+def test_default_benchmark_draws_what_generator_2_drew():
+    # The shipped SFT checkpoint was trained on these scenes (check_compatible compares configs, not
+    # pixels): a new knob must leave the default's draws as they were. Digest made at 557ee28.
+    assert _scene_digest(SynthConfig()) == "2a766449aa30318aef2007728637ee7066f8bc28f82c9aa697f22a1a25824410"
+
+
+def _centre_quarter(o, frames) -> np.ndarray:
+    b = o.boxes()[frames]
+    cx, cy = (b[:, 0] + b[:, 2]) / 2, (b[:, 1] + b[:, 3]) / 2
+    return (np.abs(cx - 56) < 28) & (np.abs(cy - 56) < 28)
+
+
+@pytest.mark.parametrize("share", [0.0, 0.5])
+def test_max_centre_share_keeps_objects_off_the_centre_quarter(share):
+    scenes = _scenes(SynthConfig(max_centre_share=share), "train", 40)
+    for s in scenes:
+        t0, t1 = s["tube"]
+        assert _centre_quarter(s["target"], slice(t0, t1 + 1)).mean() <= share
+        for o in s["objects"]:
+            if o is not s["target"]:
+                assert _centre_quarter(o, o.visible).mean() <= share
+    # the rest of the benchmark is drawn as before: events, distractors, tube lengths
+    assert {s["meta"]["event"] for s in scenes} == {"appear", "cross"}
+    assert sum(s["meta"]["n_distractors"] for s in scenes) >= 20
+    default = _scenes(SynthConfig(), "train", 40)
+    inside = np.mean([_centre_quarter(s["target"], slice(s["tube"][0], s["tube"][1] + 1)).mean() for s in default])
+    assert inside > 0.4  # why the knob exists: most default centres lie in the centre quarter
+
+
+def test_spread_preset_and_max_centre_share_validation():
+    assert PRESETS["spread"] == SynthConfig(max_centre_share=0.0)
+    with pytest.raises(ValueError, match="max_centre_share"):
+        SynthConfig(max_centre_share=1.5)
+
+
+def test_full_config_fills_fields_an_older_manifest_lacks():
+    from stvg_lab.data.synth_config import full_config
+
+    older = SynthConfig().to_dict()
+    del older["max_centre_share"]
+    assert full_config(older) == SynthConfig().to_dict()
+    assert full_config(PRESETS["spread"].to_dict())["max_centre_share"] == 0.0

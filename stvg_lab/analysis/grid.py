@@ -83,6 +83,7 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "giou_only": {"reward_variant": "giou_only"},
     "l1_only": {"reward_variant": "l1_only"},
     "overlap_penalty": {"reward_variant": "overlap_penalty"},
+    "count_penalty": {"reward_variant": "count_penalty"},
 }
 """Named variants -> recipe overrides; ``lambda_k=<x>`` is parsed by :func:`variant_overrides`."""
 PAPER_GRID: tuple[str, ...] = (

@@ -120,6 +120,12 @@ class SynthConfig:
     # not, so without a positional cue in the pixels it cannot write absolute coordinates or
     # frame indices (bench/LEARNING.md measures both settings). (0, 0, 0) draws flat frames.
     lighting: tuple[float, float, float] = (64.0, 64.0, 64.0)
+    # The largest share of an object's frames (the target's tube, a distractor's visible frames)
+    # whose box centre may lie in the frame's centre quarter (the middle half of each axis);
+    # geometry drawn beyond it is drawn again. Why: with 30-40 px objects in 112 px frames about
+    # two thirds of centres fall there, so one constant central box out-scores a stand-in's coarse
+    # reading and GRPO learns that box (bench/LEARNING.md round 7). 1.0 draws as generator 2 did.
+    max_centre_share: float = 1.0
     codec: str = "libx264"
     crf: int = 18
 
@@ -141,6 +147,8 @@ class SynthConfig:
             raise ValueError("SynthConfig: event_seconds must be shorter than clip_seconds")
         if not self.templates or not self.named_attributes:
             raise ValueError("SynthConfig.templates: give templates that all name at least one of {size} {colour} {shape} {motion}")
+        if not 0.0 <= self.max_centre_share <= 1.0:
+            raise ValueError(f"SynthConfig.max_centre_share must lie in [0, 1], got {self.max_centre_share}")
         bad = set(self.target_vocabulary) | set(self.distractor_vocabulary)
         if not bad <= set(SPLITS):
             raise ValueError(f"SynthConfig: per-split vocabularies must be keyed by {SPLITS}, got {sorted(bad)}")
@@ -158,7 +166,11 @@ class SynthConfig:
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> "SynthConfig":
-        """Inverse of :meth:`to_dict` (lists back to tuples, vocabularies rebuilt)."""
+        """Inverse of :meth:`to_dict` (lists back to tuples, vocabularies rebuilt).
+
+        A field the dict lacks takes its default: a field added later defaults to what the
+        generator did before it existed, so older ``dataset.json`` files read as what they were.
+        """
         d = dict(d)
         for key in ("target_vocabulary", "distractor_vocabulary"):
             d[key] = {s: Vocabulary(**v) for s, v in d.get(key, {}).items()}
@@ -170,6 +182,15 @@ class SynthConfig:
         return cls(**d)
 
 
+def full_config(d: Mapping[str, Any]) -> dict[str, Any]:
+    """A ``dataset.json`` config with the fields it lacks at their defaults, as JSON values.
+
+    Compare these, not the raw dicts: a dataset written before a field existed was drawn as that
+    field's default draws (e.g. ``max_centre_share``), so it is the same benchmark.
+    """
+    return SynthConfig.from_dict(d).to_dict()
+
+
 # Named configurations (``stvg-lab data synth --preset NAME``).
 PRESETS: dict[str, SynthConfig] = {
     "default": SynthConfig(),
@@ -178,6 +199,9 @@ PRESETS: dict[str, SynthConfig] = {
         event_seconds=(2.0, 4.5), p_short=0.15, p_occluded=0.15,
         event_weights={"appear": 0.5, "move": 0.3, "cross": 0.2}, lighting=(0.0, 0.0, 0.0),
     ),
+    # the default with objects kept off the centre quarter, so that no constant box scores well
+    # (bench/LEARNING.md round 8)
+    "spread": SynthConfig(max_centre_share=0.0),
 }
 
 

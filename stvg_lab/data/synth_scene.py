@@ -15,6 +15,8 @@ import numpy as np
 
 from stvg_lab.data.synth_config import _DIRECTION, ATTRIBUTES, PALETTE, SHAPES, SynthConfig, Vocabulary
 
+_PLACEMENT_TRIES = 200  # geometry redraws per object under SynthConfig.max_centre_share
+
 @dataclass
 class _Object:
     """One rendered object. Positions are top-left corners per frame, ``(N,)`` floats."""
@@ -108,6 +110,15 @@ class _Scene:
     def fits(self, px: int, speed: float, frames: int) -> bool:
         return speed * frames <= min(self.W, self.H) - px - 2 * self.cfg.margin_px
 
+    def placed(self, obj: _Object, frames: np.ndarray) -> bool:
+        """Whether at most ``max_centre_share`` of ``frames`` ((N,) bool) put ``obj``'s centre in the centre quarter."""
+        if self.cfg.max_centre_share >= 1.0:
+            return True  # no test, so the default draws exactly what generator 2 drew
+        b = obj.boxes()[frames]  # (T, 4)
+        cx, cy = (b[:, 0] + b[:, 2]) / 2, (b[:, 1] + b[:, 3]) / 2
+        inside = (np.abs(cx - self.W / 2) < self.W / 4) & (np.abs(cy - self.H / 2) < self.H / 4)
+        return float(inside.mean()) <= self.cfg.max_centre_share if inside.size else True
+
     def event_frames(self, short: bool) -> int:
         lo, hi = self.cfg.short_event_seconds if short else self.cfg.event_seconds
         return max(1, int(round(self.rng.uniform(lo, hi) * self.cfg.fps)))
@@ -148,19 +159,29 @@ def _make_target(scene: _Scene, vocab: Vocabulary) -> tuple[_Object, str, tuple[
     event = _weighted(rng, weights)
     px = scene.size_px(attrs["size"])
     length = min(scene.event_frames(short), n - 1)
-    t0 = int(rng.integers(0, n - length + 1))
-    t1 = t0 + length - 1
-    if event == "cross":
-        obj = _crossing(scene, px, attrs["motion"], t0, t1)
-        on = _area(_clipped(obj.boxes(), scene.W, scene.H)) >= 0.5 * px * px
-        frames = np.flatnonzero(on & obj.visible)
-        t0, t1 = int(frames[0]), int(frames[-1])
+    start = int(rng.integers(0, n - length + 1))
+    for _attempt in range(_PLACEMENT_TRIES):  # only the geometry is drawn again (max_centre_share)
+        t0, t1 = start, start + length - 1
+        if event == "cross":
+            obj = _crossing(scene, px, attrs["motion"], t0, t1)
+            on = _area(_clipped(obj.boxes(), scene.W, scene.H)) >= 0.5 * px * px
+            frames = np.flatnonzero(on & obj.visible)
+            t0, t1 = int(frames[0]), int(frames[-1])
+        else:
+            speed = scene.speed()
+            if not scene.fits(px, speed, max(t1 - t0, 1)):
+                speed = (min(scene.W, scene.H) - px - 2 * cfg.margin_px) / max(t1 - t0, 1)
+            visible = (t0, t1) if event == "appear" else (0, n - 1)
+            obj = scene.linear(px, attrs["motion"], visible, (t0, t1), speed)
+        tube = np.zeros(n, dtype=bool)
+        tube[t0 : t1 + 1] = True
+        if scene.placed(obj, tube):
+            break
     else:
-        speed = scene.speed()
-        if not scene.fits(px, speed, max(t1 - t0, 1)):
-            speed = (min(scene.W, scene.H) - px - 2 * cfg.margin_px) / max(t1 - t0, 1)
-        visible = (t0, t1) if event == "appear" else (0, n - 1)
-        obj = scene.linear(px, attrs["motion"], visible, (t0, t1), speed)
+        raise RuntimeError(
+            f"SynthConfig.max_centre_share={cfg.max_centre_share}: no placement of a {px}-px {attrs['motion']} "
+            f"{event} target over {length} frames in {_PLACEMENT_TRIES} draws; raise it or shorten event_seconds"
+        )
     obj.attributes = attrs
     return obj, event, (t0, t1), short
 
@@ -208,7 +229,7 @@ def _distractor_attributes(
     return attrs
 
 
-def _make_distractor(scene: _Scene, attrs: dict[str, str]) -> _Object:
+def _make_distractor(scene: _Scene, attrs: dict[str, str]) -> _Object | None:
     cfg, rng, n = scene.cfg, scene.rng, scene.n
     px = scene.size_px(attrs["size"])
     if rng.random() < cfg.p_distractor_full:
@@ -221,7 +242,12 @@ def _make_distractor(scene: _Scene, attrs: dict[str, str]) -> _Object:
     if speed and not scene.fits(px, speed, b - a):
         # too long for its speed: keep the speed (so "moves" stays visible), shorten the interval
         b = a + int((min(scene.W, scene.H) - px - 2 * cfg.margin_px) // speed)
-    obj = scene.linear(px, attrs["motion"], (a, b), (a, b), speed)
+    for _attempt in range(_PLACEMENT_TRIES):
+        obj = scene.linear(px, attrs["motion"], (a, b), (a, b), speed)
+        if scene.placed(obj, obj.visible):
+            break
+    else:
+        return None  # the caller's rejection loop draws another distractor
     obj.attributes = dict(attrs)
     return obj
 
@@ -299,7 +325,7 @@ def make_scene(cfg: SynthConfig, split: str, rng: np.random.Generator) -> dict[s
             if attrs is None:
                 break
             d = _make_distractor(scene, attrs)
-            if all(_gap_ok(d, o, cfg.margin_px) for o in [target, *occluders, *distractors]):
+            if d is not None and all(_gap_ok(d, o, cfg.margin_px) for o in [target, *occluders, *distractors]):
                 distractors.append(d)
                 break
     objects = [*distractors, target, *occluders]  # drawing order: occluders on top

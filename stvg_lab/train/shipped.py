@@ -77,9 +77,12 @@ def read_provenance(checkpoint: str | Path) -> dict[str, Any]:
 def check_compatible(checkpoint: str | Path, data_dir: str | Path) -> None:
     """Raise ValueError unless ``data_dir``'s synthetic benchmark is the one ``checkpoint`` was trained on."""
     from stvg_lab.data.synth import read_manifest
+    from stvg_lab.data.synth_config import full_config
 
-    trained = read_provenance(checkpoint)["data"]
-    here = read_manifest(data_dir)
+    trained, here = dict(read_provenance(checkpoint)["data"]), dict(read_manifest(data_dir))
+    for d in (trained, here):  # fields added to SynthConfig since the export take their defaults
+        if isinstance(d.get("config"), dict):
+            d["config"] = full_config(d["config"])
     diff = [k for k in _DATA_KEYS if trained.get(k) != here.get(k)]
     if diff:
         fields = ", ".join(diff)
@@ -111,6 +114,7 @@ def export_checkpoint(final_dir: str | Path, data_dir: str | Path, dest: str | P
     ``dest`` and renamed into place.
     """
     from stvg_lab.data.synth import read_manifest
+    from stvg_lab.data.synth_config import full_config
     from stvg_lab.train.recipe import load_recipe
 
     final_dir, dest = Path(final_dir), Path(dest)
