@@ -36,7 +36,8 @@ Choices the paper leaves open, and the hardening against a policy that games the
   the lists (greedy answers one box short 37 % -> 3 %, one or more long 22 % -> 44 %) and the longer
   lists breaking. ``extra_boxes="floor"`` (variant ``count_penalty``) adds each extra box to
   Eq. 7's mean at the per-frame floor, so one box too many costs about what one too few does.
-  A consistent answer scores the same under both rules.
+  A consistent answer scores the same under both rules. Measured, it over-corrects to short
+  lists: a missing box still costs only where the ground truth has a box.
 * **Annotation gaps.** A frame of the intersection with no ground-truth box is left out of
   both the sum and the count of Eq. 7. If no frame is left, ``R_spa = 0``.
 * **Empty intersection.** The paper sets the spatial reward to 0 (``empty_overlap="zero"``,
