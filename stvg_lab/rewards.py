@@ -31,13 +31,15 @@ Choices the paper leaves open, and the hardening against a policy that games the
   box (an inconsistent answer) scores the per-frame floor: -2 for ``GIoU - L1``, -1 for
   either term alone. Leaving a box out therefore never pays.
 * **Extra boxes.** A box for a frame outside the claimed span is not in Eq. 7, so by default
-  (``extra_boxes="free"``) it costs nothing but ``R_c``. With the asymmetry above, a policy unsure
+  (``count_rule="free"``) it costs nothing but ``R_c``. With the asymmetry above, a policy unsure
   of the count gains by writing too many: bench/LEARNING.md round 8 measured GRPO lengthening
   the lists (greedy answers one box short 37 % -> 3 %, one or more long 22 % -> 44 %) and the longer
-  lists breaking. ``extra_boxes="floor"`` (variant ``count_penalty``) adds each extra box to
+  lists breaking. ``count_rule="extra"`` (variant ``count_penalty``) adds each extra box to
   Eq. 7's mean at the per-frame floor, so one box too many costs about what one too few does.
-  A consistent answer scores the same under both rules. Measured, it over-corrects to short
-  lists: a missing box still costs only where the ground truth has a box.
+  A consistent answer scores the same under every rule. Measured, it over-corrects to short
+  lists: a missing box still costs only where the ground truth has a box. ``count_rule="span"``
+  (variant ``count_symmetric``) also floors each frame of the claimed span without a box, so
+  neither too many nor too few boxes pays anywhere.
 * **Annotation gaps.** A frame of the intersection with no ground-truth box is left out of
   both the sum and the count of Eq. 7. If no frame is left, ``R_spa = 0``.
 * **Empty intersection.** The paper sets the spatial reward to 0 (``empty_overlap="zero"``,
@@ -76,7 +78,8 @@ RewardFunc = Callable[..., list[float]]
 DEFAULT_TERMS: Terms = ("giou", "l1")
 DEFAULT_LAMBDA_K = 0.5
 EMPTY_OVERLAP_RULES: tuple[str, ...] = ("zero", "floor")
-EXTRA_BOX_RULES: tuple[str, ...] = ("free", "floor")
+COUNT_RULES: tuple[str, ...] = ("free", "extra", "span")
+_COUNT_SUFFIX = {"free": "", "extra": "_extra_floor", "span": "_count_floor"}  # reward __name__ suffix per rule
 # per-frame range of each term of the Eq. 7 summand: +GIoU and -L1 (normalised L1 ∈ [0, 1])
 _TERM_BOUNDS: dict[str, tuple[float, float]] = {"giou": (-1.0, 1.0), "l1": (-1.0, 0.0)}
 
@@ -97,9 +100,9 @@ def _check_empty_overlap(rule: str) -> str:
     return rule
 
 
-def _check_extra_boxes(rule: str) -> str:
-    if rule not in EXTRA_BOX_RULES:
-        raise ValueError(f"extra_boxes must be one of {EXTRA_BOX_RULES}; got {rule!r}")
+def _check_count_rule(rule: str) -> str:
+    if rule not in COUNT_RULES:
+        raise ValueError(f"count_rule must be one of {COUNT_RULES}; got {rule!r}")
     return rule
 
 
@@ -242,18 +245,19 @@ def _spatial_many(
     spans: Sequence[tuple[int, int]],
     gts: Sequence[GroundTruth],
     terms: Terms,
-    extra_boxes: str = "free",
+    count_rule: str = "free",
 ) -> tuple[np.ndarray, np.ndarray]:
     """``R_spa`` (Eq. 6-7) for many box lists in one vectorised pass.
 
     Returns ``(r_spa, empty)``, both (N,): ``r_spa`` is 0 where the intersection is empty or
     holds no ground-truth box, and ``empty`` marks an empty intersection (Eq. 6). With
-    ``extra_boxes="floor"`` each box outside the list's span joins the mean at the floor.
+    ``count_rule="extra"`` each box outside the list's span joins the mean at the floor; with
+    ``"span"`` so does each frame of the span without a box that Eq. 7 does not score already.
     """
     n = len(box_lists)
     floor = frame_bounds(terms)[0]
     empty = np.zeros(n, dtype=bool)
-    extra = np.zeros(n)  # (N,) boxes outside the claimed span, scored only under "floor"
+    extra = np.zeros(n)  # (N,) count misses added at the floor: boxes outside the span (+ unscored gaps, "span")
     owner: list[int] = []  # (F,) which list each scored frame belongs to
     pred_px: list[Sequence[float]] = []  # (F, 4) predicted boxes in pixels, zeros where missing
     scale: list[tuple[float, float, float, float]] = []  # (F, 4) W, H, W, H of that frame
@@ -273,8 +277,12 @@ def _spatial_many(
             scale.append((w, h, w, h))
         owner.extend([i] * (hi - lo))
         gt_parts.append(gt.boxes[lo:hi])
-        if extra_boxes == "floor" and hi > lo:
-            extra[i] = sum(1 for k in boxes if not span[0] <= k <= span[1])
+        if count_rule != "free" and hi > lo:
+            inside = sum(1 for k in boxes if span[0] <= k <= span[1])
+            extra[i] = len(boxes) - inside
+            if count_rule == "span":  # frames of the span without a box that Eq. 7 does not already floor
+                missing_scored = sum(1 for f in gt.frames[lo:hi] if f not in boxes)
+                extra[i] += (span[1] - span[0] + 1 - inside) - missing_scored
     r_spa = np.zeros(n)
     if owner:
         pred = np.clip(np.asarray(pred_px, dtype=np.float64) / np.asarray(scale), 0.0, 1.0)
@@ -301,10 +309,10 @@ class SpatialParts:
 
 
 def spatial_parts(
-    parsed: Sequence[ParsedAnswer], gts: Sequence[GroundTruth], terms: Terms = DEFAULT_TERMS, extra_boxes: str = "free"
+    parsed: Sequence[ParsedAnswer], gts: Sequence[GroundTruth], terms: Terms = DEFAULT_TERMS, count_rule: str = "free"
 ) -> SpatialParts:
     """Eq. 7 for the think and the pred list of every parsed answer, in one pass."""
-    terms, extra_boxes = _check_terms(terms), _check_extra_boxes(extra_boxes)
+    terms, count_rule = _check_terms(terms), _check_count_rule(count_rule)
     n = len(parsed)
     ok = np.array([p.ok for p in parsed], dtype=bool)
     has_think = np.array([p.ok and p.think is not None for p in parsed], dtype=bool)
@@ -318,7 +326,7 @@ def spatial_parts(
                 spans.append(p.span)
                 list_gts.append(gt)
                 slots.append((i, j))
-    r, empty = _spatial_many(lists, spans, list_gts, terms, extra_boxes)
+    r, empty = _spatial_many(lists, spans, list_gts, terms, count_rule)
     table = np.zeros((n, 2))  # (N, 2): R_spa of think, pred
     empty_rows = np.zeros(n, dtype=bool)
     for (i, j), value, e in zip(slots, r, empty):
@@ -362,10 +370,10 @@ def temporal_value(parsed: ParsedAnswer, gt_span: tuple[int, int]) -> float:
 
 def total_values(
     parsed: Sequence[ParsedAnswer], gts: Sequence[GroundTruth], terms: Terms, empty_overlap: str, lambda_k: float,
-    extra_boxes: str = "free",
+    count_rule: str = "free",
 ) -> dict[str, np.ndarray]:
     """Every component and Eq. 10, ``R = R_f + R_c + R_t + R_s + λk R_k``, as (N,) arrays."""
-    parts = spatial_parts(parsed, gts, terms, extra_boxes)
+    parts = spatial_parts(parsed, gts, terms, count_rule)
     out = {
         "format": np.array([format_value(p) for p in parsed]),
         "consistency": np.array([consistency_value(p) for p in parsed]),
@@ -476,13 +484,13 @@ class SpatialReward:
 
     terms: Terms = DEFAULT_TERMS
     empty_overlap: str = "zero"
-    extra_boxes: str = "free"
+    count_rule: str = "free"
 
     @property
     def __name__(self) -> str:
         suffix = "" if self.terms == DEFAULT_TERMS else "_" + "_".join(self.terms)
         suffix += "_overlap_floor" if self.empty_overlap == "floor" else ""
-        return "spatial_reward" + suffix + ("_extra_floor" if self.extra_boxes == "floor" else "")
+        return "spatial_reward" + suffix + _COUNT_SUFFIX[self.count_rule]
 
     @property
     def bounds(self) -> tuple[float, float]:
@@ -490,7 +498,7 @@ class SpatialReward:
 
     def __call__(self, completions: Sequence[Any], **kwargs: Any) -> list[float]:
         parsed = _parse_all(completions, kwargs)
-        parts = spatial_parts(parsed, _ground_truths(kwargs, len(parsed)), self.terms, self.extra_boxes)
+        parts = spatial_parts(parsed, _ground_truths(kwargs, len(parsed)), self.terms, self.count_rule)
         return spatial_values(parts, self.terms, self.empty_overlap).tolist()
 
 
@@ -499,12 +507,12 @@ class ThinkReward:
     """``R_k`` (Eq. 9) with a choice of terms and extra-box rule; see ``think_bounds``."""
 
     terms: Terms = DEFAULT_TERMS
-    extra_boxes: str = "free"
+    count_rule: str = "free"
 
     @property
     def __name__(self) -> str:
         name = "think_reward" + ("" if self.terms == DEFAULT_TERMS else "_" + "_".join(self.terms))
-        return name + ("_extra_floor" if self.extra_boxes == "floor" else "")
+        return name + _COUNT_SUFFIX[self.count_rule]
 
     @property
     def bounds(self) -> tuple[float, float]:
@@ -512,7 +520,7 @@ class ThinkReward:
 
     def __call__(self, completions: Sequence[Any], **kwargs: Any) -> list[float]:
         parsed = _parse_all(completions, kwargs)
-        return think_values(spatial_parts(parsed, _ground_truths(kwargs, len(parsed)), self.terms, self.extra_boxes)).tolist()
+        return think_values(spatial_parts(parsed, _ground_truths(kwargs, len(parsed)), self.terms, self.count_rule)).tolist()
 
 
 @dataclass(frozen=True)
@@ -522,13 +530,13 @@ class TotalReward:
     lambda_k: float = DEFAULT_LAMBDA_K
     terms: Terms = DEFAULT_TERMS
     empty_overlap: str = "zero"
-    extra_boxes: str = "free"
+    count_rule: str = "free"
 
     @property
     def __name__(self) -> str:
         name = "total_reward" + ("" if self.terms == DEFAULT_TERMS else "_" + "_".join(self.terms))
         name += "_overlap_floor" if self.empty_overlap == "floor" else ""
-        name += "_extra_floor" if self.extra_boxes == "floor" else ""
+        name += _COUNT_SUFFIX[self.count_rule]
         return name + ("" if self.lambda_k == DEFAULT_LAMBDA_K else f"_lambda{self.lambda_k:g}")
 
     @property
@@ -538,26 +546,26 @@ class TotalReward:
     def __call__(self, completions: Sequence[Any], **kwargs: Any) -> list[float]:
         parsed = _parse_all(completions, kwargs)
         gts = _ground_truths(kwargs, len(parsed))
-        return total_values(parsed, gts, self.terms, self.empty_overlap, self.lambda_k, self.extra_boxes)["total"].tolist()
+        return total_values(parsed, gts, self.terms, self.empty_overlap, self.lambda_k, self.count_rule)["total"].tolist()
 
 
-def make_spatial_reward(terms: Sequence[str] = DEFAULT_TERMS, empty_overlap: str = "zero", extra_boxes: str = "free") -> SpatialReward:
+def make_spatial_reward(terms: Sequence[str] = DEFAULT_TERMS, empty_overlap: str = "zero", count_rule: str = "free") -> SpatialReward:
     """A spatial reward (Eq. 8) variant: ``terms`` ⊆ (giou, l1) (Table 7), ``empty_overlap``
-    "zero" (paper) or "floor" (overlap penalty), ``extra_boxes`` "free" or "floor" (count
-    penalty, module docstring). Named e.g. ``spatial_reward_giou``, ``spatial_reward_extra_floor``."""
-    return SpatialReward(_check_terms(terms), _check_empty_overlap(empty_overlap), _check_extra_boxes(extra_boxes))
+    "zero" (paper) or "floor" (overlap penalty), ``count_rule`` "free", "extra" or "span" (module
+    docstring). Named e.g. ``spatial_reward_giou``, ``spatial_reward_extra_floor``."""
+    return SpatialReward(_check_terms(terms), _check_empty_overlap(empty_overlap), _check_count_rule(count_rule))
 
 
-def make_think_reward(terms: Sequence[str] = DEFAULT_TERMS, extra_boxes: str = "free") -> ThinkReward:
-    """A think reward (Eq. 9) variant computed with ``terms`` and ``extra_boxes``. Named e.g. ``think_reward_l1``."""
-    return ThinkReward(_check_terms(terms), _check_extra_boxes(extra_boxes))
+def make_think_reward(terms: Sequence[str] = DEFAULT_TERMS, count_rule: str = "free") -> ThinkReward:
+    """A think reward (Eq. 9) variant computed with ``terms`` and ``count_rule``. Named e.g. ``think_reward_l1``."""
+    return ThinkReward(_check_terms(terms), _check_count_rule(count_rule))
 
 
 def make_total_reward(
-    lambda_k: float = DEFAULT_LAMBDA_K, terms: Sequence[str] = DEFAULT_TERMS, empty_overlap: str = "zero", extra_boxes: str = "free"
+    lambda_k: float = DEFAULT_LAMBDA_K, terms: Sequence[str] = DEFAULT_TERMS, empty_overlap: str = "zero", count_rule: str = "free"
 ) -> TotalReward:
     """The total reward (Eq. 10) as a single function, for one log column and weight 1."""
-    return TotalReward(_check_lambda(lambda_k), _check_terms(terms), _check_empty_overlap(empty_overlap), _check_extra_boxes(extra_boxes))
+    return TotalReward(_check_lambda(lambda_k), _check_terms(terms), _check_empty_overlap(empty_overlap), _check_count_rule(count_rule))
 
 
 spatial_reward = make_spatial_reward()
@@ -579,10 +587,12 @@ REWARDS: dict[str, RewardFunc] = {
         make_spatial_reward(("giou",)),
         make_spatial_reward(("l1",)),
         make_spatial_reward(empty_overlap="floor"),
-        make_spatial_reward(extra_boxes="floor"),
+        make_spatial_reward(count_rule="extra"),
+        make_spatial_reward(count_rule="span"),
         make_think_reward(("giou",)),
         make_think_reward(("l1",)),
-        make_think_reward(extra_boxes="floor"),
+        make_think_reward(count_rule="extra"),
+        make_think_reward(count_rule="span"),
         total_reward,
     )
 }
@@ -593,7 +603,8 @@ REWARD_BOUNDS: dict[str, tuple[float, float]] = {
     for name, f in REWARDS.items()
 }
 
-VARIANTS: tuple[str, ...] = ("full", "no_think_reward", "giou_only", "l1_only", "overlap_penalty", "no_think_bbox", "count_penalty")
+VARIANTS: tuple[str, ...] = ("full", "no_think_reward", "giou_only", "l1_only", "overlap_penalty", "no_think_bbox", "count_penalty",
+                             "count_symmetric")
 
 
 def reward_weights(lambda_k: float = DEFAULT_LAMBDA_K) -> list[float]:
@@ -610,7 +621,8 @@ def reward_setup(variant: str = "full", lambda_k: float = DEFAULT_LAMBDA_K) -> t
     * ``giou_only`` / ``l1_only`` (Table 7): spatial and think rewards with one term.
     * ``overlap_penalty``: the spatial reward scores the floor on an empty intersection.
     * ``count_penalty``: spatial and think rewards score each box outside the claimed span at
-      the floor (``extra_boxes="floor"``), as a missing box inside it already is.
+      the floor (``count_rule="extra"``), as a missing box inside it already is.
+    * ``count_symmetric``: also each frame of the span without a box (``count_rule="span"``).
     * ``no_think_bbox`` (Table 5): the same as ``full``. The dataset's ``answer_format``
       column ("no_think") is what drops ``<think_bbox>``: then ``R_k = 0`` and
       ``R_s = R_spa^p``.
@@ -630,7 +642,9 @@ def reward_setup(variant: str = "full", lambda_k: float = DEFAULT_LAMBDA_K) -> t
     elif variant == "overlap_penalty":
         funcs[3] = make_spatial_reward(empty_overlap="floor")
     elif variant == "count_penalty":
-        funcs[3], funcs[4] = make_spatial_reward(extra_boxes="floor"), make_think_reward(extra_boxes="floor")
+        funcs[3], funcs[4] = make_spatial_reward(count_rule="extra"), make_think_reward(count_rule="extra")
+    elif variant == "count_symmetric":
+        funcs[3], funcs[4] = make_spatial_reward(count_rule="span"), make_think_reward(count_rule="span")
     else:
         raise ValueError(f"unknown reward variant {variant!r}; choose one of {VARIANTS}")
     return funcs, weights
@@ -646,7 +660,7 @@ def score_completion(
     *,
     terms: Sequence[str] = DEFAULT_TERMS,
     empty_overlap: str = "zero",
-    extra_boxes: str = "free",
+    count_rule: str = "free",
 ) -> dict[str, Any]:
     """Every reward component of one completion, for notebooks and analysis.
 
@@ -659,7 +673,7 @@ def score_completion(
     parsed = parse_answer(completion_text(text), get_format(answer_format))
     gt = ground_truth(gt_span, gt_tube, frame_size)
     values = total_values([parsed], [gt], terms, _check_empty_overlap(empty_overlap), _check_lambda(lambda_k),
-                          _check_extra_boxes(extra_boxes))
+                          _check_count_rule(count_rule))
     out: dict[str, Any] = {k: float(v[0]) for k, v in values.items()}
     out["error"] = parsed.error
     return out

@@ -200,20 +200,28 @@ VARIANT_CASES = [
     # total with the floor rule on an empty intersection: 1 + 1 + 0 - 4
     ("total_floor_empty", make_total_reward(empty_overlap="floor"), answer((10, 12), tube(10, 12, G)), "paper", -2.0),
     # count penalty: boxes outside the claimed span join Eq. 7's mean at the floor -2
-    ("extra_floor_consistent", make_spatial_reward(extra_boxes="floor"), PERFECT, "paper", 2.0),
+    ("extra_floor_consistent", make_spatial_reward(count_rule="extra"), PERFECT, "paper", 2.0),
     ("extra_free_two_late", spatial_reward, answer((3, 7), tube(3, 9, G), tube(3, 7, G)), "paper", 2.0),
-    ("extra_floor_two_late", make_spatial_reward(extra_boxes="floor"), answer((3, 7), tube(3, 9, G), tube(3, 7, G)), "paper", 1 + 1 / 7),
-    ("extra_floor_two_early", make_spatial_reward(extra_boxes="floor"), answer((3, 7), tube(1, 7, G), tube(3, 7, G)), "paper", 1 + 1 / 7),
+    ("extra_floor_two_late", make_spatial_reward(count_rule="extra"), answer((3, 7), tube(3, 9, G), tube(3, 7, G)), "paper", 1 + 1 / 7),
+    ("extra_floor_two_early", make_spatial_reward(count_rule="extra"), answer((3, 7), tube(1, 7, G), tube(3, 7, G)), "paper", 1 + 1 / 7),
     # one too many now costs about what one too few does: (5 - 2) / 6 vs (4 - 2) / 5
-    ("extra_floor_one_long", make_spatial_reward(extra_boxes="floor"), answer((3, 7), tube(3, 8, G), tube(3, 7, G)), "paper", 1.5),
-    ("extra_floor_one_short", make_spatial_reward(extra_boxes="floor"), answer((3, 7), tube(3, 6, G), tube(3, 7, G)), "paper", 1.4),
+    ("extra_floor_one_long", make_spatial_reward(count_rule="extra"), answer((3, 7), tube(3, 8, G), tube(3, 7, G)), "paper", 1.5),
+    ("extra_floor_one_short", make_spatial_reward(count_rule="extra"), answer((3, 7), tube(3, 6, G), tube(3, 7, G)), "paper", 1.4),
     # the rule only acts on a non-empty intersection: the paper's 0 stays
-    ("extra_floor_empty", make_spatial_reward(extra_boxes="floor"), answer((10, 12), tube(10, 14, G)), "paper", 0.0),
+    ("extra_floor_empty", make_spatial_reward(count_rule="extra"), answer((10, 12), tube(10, 14, G)), "paper", 0.0),
     # think reward with the same rule: R_spa^p 1 - R_spa^t 1/7 (the think list has two extra boxes)
-    ("think_extra_floor", make_think_reward(extra_boxes="floor"), answer((3, 7), tube(3, 7, G), tube(3, 9, G)), "paper", 6 / 7),
+    ("think_extra_floor", make_think_reward(count_rule="extra"), answer((3, 7), tube(3, 7, G), tube(3, 9, G)), "paper", 6 / 7),
     ("think_extra_free", think_reward, answer((3, 7), tube(3, 7, G), tube(3, 9, G)), "paper", 0.0),
+    # symmetric count rule: also frames of the span without a box where Eq. 7 does not look (8, 9: past the gt's end)
+    ("span_floor_consistent", make_spatial_reward(count_rule="span"), PERFECT, "paper", 2.0),
+    ("span_free_stops_early", spatial_reward, answer((3, 9), tube(3, 7, G), tube(3, 9, G)), "paper", 2.0),
+    ("extra_floor_stops_early", make_spatial_reward(count_rule="extra"), answer((3, 9), tube(3, 7, G), tube(3, 9, G)), "paper", 2.0),
+    ("span_floor_stops_early", make_spatial_reward(count_rule="span"), answer((3, 9), tube(3, 7, G), tube(3, 9, G)), "paper", 1 + 1 / 7),
+    ("span_floor_two_late", make_spatial_reward(count_rule="span"), answer((3, 7), tube(3, 9, G), tube(3, 7, G)), "paper", 1 + 1 / 7),
+    # a gap inside the intersection is floored once, not twice
+    ("span_floor_one_short", make_spatial_reward(count_rule="span"), answer((3, 7), tube(3, 6, G), tube(3, 7, G)), "paper", 1.4),
     # total: R_f 1 + R_c 0 + R_t 1 + R_s (1 + 1/7) + 0.5 * R_k 0
-    ("total_extra_floor", make_total_reward(extra_boxes="floor"), answer((3, 7), tube(3, 9, G), tube(3, 7, G)), "paper", 3 + 1 / 7),
+    ("total_extra_floor", make_total_reward(count_rule="extra"), answer((3, 7), tube(3, 9, G), tube(3, 7, G)), "paper", 3 + 1 / 7),
 ]
 
 
@@ -234,10 +242,12 @@ def test_variant_cases(func, text, fmt, expected):
         (make_spatial_reward(("l1", "giou")), "spatial_reward"),
         (make_think_reward("l1"), "think_reward_l1"),
         (make_total_reward(0.2), "total_reward_lambda0.2"),
-        (make_spatial_reward(extra_boxes="floor"), "spatial_reward_extra_floor"),
-        (make_spatial_reward(("giou",), "floor", "floor"), "spatial_reward_giou_overlap_floor_extra_floor"),
-        (make_think_reward(extra_boxes="floor"), "think_reward_extra_floor"),
-        (make_total_reward(extra_boxes="floor"), "total_reward_extra_floor"),
+        (make_spatial_reward(count_rule="extra"), "spatial_reward_extra_floor"),
+        (make_spatial_reward(("giou",), "floor", "extra"), "spatial_reward_giou_overlap_floor_extra_floor"),
+        (make_think_reward(count_rule="extra"), "think_reward_extra_floor"),
+        (make_total_reward(count_rule="extra"), "total_reward_extra_floor"),
+        (make_spatial_reward(count_rule="span"), "spatial_reward_count_floor"),
+        (make_think_reward(count_rule="span"), "think_reward_count_floor"),
     ],
 )
 def test_factory_names(func, name):
@@ -261,9 +271,11 @@ EXPECTED_BOUNDS = {
     "spatial_reward_l1": (-2, 0),
     "spatial_reward_overlap_floor": (-4, 2),
     "spatial_reward_extra_floor": (-4, 2),  # extra boxes score the floor: the mean stays in [-2, 1]
+    "spatial_reward_count_floor": (-4, 2),
     "think_reward_giou": (0, 2),
     "think_reward_l1": (0, 1),
     "think_reward_extra_floor": (0, 3),
+    "think_reward_count_floor": (0, 3),
     # parsed: R >= 1 + (-4); top: R_s and R_k cannot both be high for λk <= 1
     "total_reward": (-3, 5),
 }
@@ -307,6 +319,7 @@ SETUP_CASES = [
     ("overlap_penalty", 0.5, DEFAULT_NAMES[:3] + ["spatial_reward_overlap_floor", "think_reward"], [1, 1, 1, 1, 0.5]),
     ("no_think_bbox", 0.5, DEFAULT_NAMES, [1, 1, 1, 1, 0.5]),  # the answer_format column does the work
     ("count_penalty", 0.5, DEFAULT_NAMES[:3] + ["spatial_reward_extra_floor", "think_reward_extra_floor"], [1, 1, 1, 1, 0.5]),
+    ("count_symmetric", 0.5, DEFAULT_NAMES[:3] + ["spatial_reward_count_floor", "think_reward_count_floor"], [1, 1, 1, 1, 0.5]),
 ]
 
 
@@ -477,8 +490,8 @@ def cases(draw):
     return text, [s, e], gt_tube, size, fmt
 
 
-EXTRA_VARIANTS = [make_total_reward(2.0, ("l1",), "floor"), make_spatial_reward(("giou",), "floor"), make_total_reward(extra_boxes="floor"),
-                  make_spatial_reward(("l1",), extra_boxes="floor")]
+EXTRA_VARIANTS = [make_total_reward(2.0, ("l1",), "floor"), make_spatial_reward(("giou",), "floor"), make_total_reward(count_rule="extra"),
+                  make_spatial_reward(("l1",), count_rule="extra"), make_total_reward(count_rule="span")]
 
 
 def check_bounded(case):
@@ -524,8 +537,8 @@ def test_rewards_bounded_many_examples(case):
     check_bounded(case)
 
 
-@pytest.mark.parametrize("make", [lambda: make_spatial_reward(extra_boxes="none"), lambda: make_think_reward(extra_boxes=""),
-                                  lambda: make_total_reward(extra_boxes="zero")])
-def test_extra_boxes_rule_is_checked(make):
-    with pytest.raises(ValueError, match="extra_boxes must be one of"):
+@pytest.mark.parametrize("make", [lambda: make_spatial_reward(count_rule="none"), lambda: make_think_reward(count_rule=""),
+                                  lambda: make_total_reward(count_rule="floor")])
+def test_count_rule_rule_is_checked(make):
+    with pytest.raises(ValueError, match="count_rule must be one of"):
         make()

@@ -84,6 +84,7 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "l1_only": {"reward_variant": "l1_only"},
     "overlap_penalty": {"reward_variant": "overlap_penalty"},
     "count_penalty": {"reward_variant": "count_penalty"},
+    "count_symmetric": {"reward_variant": "count_symmetric"},
 }
 """Named variants -> recipe overrides; ``lambda_k=<x>`` is parsed by :func:`variant_overrides`."""
 PAPER_GRID: tuple[str, ...] = (
