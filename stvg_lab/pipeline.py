@@ -167,19 +167,18 @@ def _reliance_markdown(reliance: dict[str, dict[str, Any]]) -> str:
     return render_table(["model", "own video", "swapped video", "gap", "gap: span digits", "gap: think box 1", "gap: pred box 1"], rows)
 
 
-def _swap_markdown(evals: dict[str, Path], test) -> str:
+def _swap_markdown(answers: dict[str, list], test) -> str:
     """Own vs next clip's greedy answer per model (stvg_lab.analysis.swap), %; a model with < 2 parsed answers says so."""
     from stvg_lab.analysis.swap import swap_control
     from stvg_lab.analysis.tables import render_table
-    from stvg_lab.infer import read_predictions
 
     def pct(v: float) -> str:
         return f"{100 * v:.1f}"
 
     rows = []
-    for name, eval_dir in evals.items():
+    for name, predictions in answers.items():
         try:
-            w = swap_control(read_predictions(eval_dir / "predictions.jsonl"), test)
+            w = swap_control(predictions, test)
         except ValueError as e:  # e.g. the quick demo's SFT parses nothing: nothing to swap
             rows.append([name, *["–"] * 8, str(e)])
             continue
@@ -191,15 +190,14 @@ def _swap_markdown(evals: dict[str, Path], test) -> str:
                          "distinct think boxes", "pred box hits the centre: own", "swapped", "parsed answers"], rows)
 
 
-def _counts_markdown(evals: dict[str, Path]) -> str:
+def _counts_markdown(answers: dict[str, list]) -> str:
     """Greedy box lists against their own span per model (stvg_lab.analysis.counts), %."""
     from stvg_lab.analysis.counts import box_counts
     from stvg_lab.analysis.tables import render_table
-    from stvg_lab.infer import read_predictions
 
     rows = []
-    for name, eval_dir in evals.items():
-        c = box_counts(read_predictions(eval_dir / "predictions.jsonl"))
+    for name, predictions in answers.items():
+        c = box_counts(predictions)
         pred = c["pred"] or {}
         rows.append([name, f"{100 * c['parsed']:.0f}", f"{100 * c['consistent']:.0f}",
                      *(f"{100 * pred[k]:.0f}" if pred else "–" for k in ("short", "exact", "long")),
@@ -225,6 +223,7 @@ def run_demo(cfg: DemoConfig) -> Path:
     from stvg_lab.analysis.scale import plot_scale, read_per_sample, scale_analysis
     from stvg_lab.analysis.tables import ablation_table, results_table
     from stvg_lab.data.synth import load_synthetic
+    from stvg_lab.infer import read_predictions
 
     cfg.out_dir.mkdir(parents=True, exist_ok=True)
     timings: dict[str, float] = {}
@@ -249,6 +248,8 @@ def run_demo(cfg: DemoConfig) -> Path:
         fig.savefig(cfg.out_dir / "object_scale.png", dpi=120, bbox_inches="tight")
 
     rows = {"untrained stand-in": untrained, "SFT": sft_eval, "SFT + GRPO": grpo_run}
+    # greedy test answers, read once for the swap and count sections
+    answers = {name: read_predictions(rows[name] / "predictions.jsonl") for name in ("SFT", "SFT + GRPO")}
     report = cfg.out_dir / "report.md"
     text = "\n".join(
         [
@@ -278,7 +279,7 @@ def run_demo(cfg: DemoConfig) -> Path:
             "alike both ways; \"one constant box\" scores the model's most frequent think box on every frame "
             "(bench/LEARNING.md round 7: GRPO on the stand-in collapses the think box to one central box).",
             "",
-            _swap_markdown({"SFT": sft_eval, "SFT + GRPO": grpo_run}, test),
+            _swap_markdown(answers, test),
             "",
             "## Do the box lists fit their span? (`stvg_lab.analysis.counts`)",
             "",
@@ -287,7 +288,7 @@ def run_demo(cfg: DemoConfig) -> Path:
             "reward, one after it only the consistency reward, so GRPO tends to write too many (bench/LEARNING.md round 8; "
             "reward variant `count_penalty`).",
             "",
-            _counts_markdown({"SFT": sft_eval, "SFT + GRPO": grpo_run}),
+            _counts_markdown(answers),
             "",
             "## Reduced ablation grid (think reward, Tab. 6)",
             "",

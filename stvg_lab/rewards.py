@@ -270,8 +270,10 @@ def _spatial_many(
             continue
         lo, hi = bisect.bisect_left(gt.frames, inter[0]), bisect.bisect_right(gt.frames, inter[1])
         w, h = gt.size
+        missing_scored = 0  # frames Eq. 7 scores where the list has no box (floored below)
         for f in gt.frames[lo:hi]:
             box = boxes.get(f)
+            missing_scored += box is None
             present.append(box is not None)
             pred_px.append(box if box is not None else (0.0, 0.0, 0.0, 0.0))
             scale.append((w, h, w, h))
@@ -281,7 +283,6 @@ def _spatial_many(
             inside = sum(1 for k in boxes if span[0] <= k <= span[1])
             extra[i] = len(boxes) - inside
             if count_rule == "span":  # frames of the span without a box that Eq. 7 does not already floor
-                missing_scored = sum(1 for f in gt.frames[lo:hi] if f not in boxes)
                 extra[i] += (span[1] - span[0] + 1 - inside) - missing_scored
     r_spa = np.zeros(n)
     if owner:
@@ -504,7 +505,7 @@ class SpatialReward:
 
 @dataclass(frozen=True)
 class ThinkReward:
-    """``R_k`` (Eq. 9) with a choice of terms and extra-box rule; see ``think_bounds``."""
+    """``R_k`` (Eq. 9) with a choice of terms and count rule; see ``think_bounds``."""
 
     terms: Terms = DEFAULT_TERMS
     count_rule: str = "free"

@@ -10,15 +10,12 @@ GRPO lengthens the lists and the longer lists break more often in greedy decodin
 
 from __future__ import annotations
 
-from typing import Any, Mapping, Sequence
+from typing import Any, Sequence
 
 import numpy as np
 
-TUBES = ("think", "pred")
-
-
-def _field(p: Any, name: str) -> Any:
-    return p.get(name) if isinstance(p, Mapping) else getattr(p, name)
+from stvg_lab.analysis.swap import TUBES
+from stvg_lab.analysis.swap import prediction_field as _field
 
 
 def box_counts(predictions: Sequence[Any]) -> dict[str, Any]:
@@ -35,8 +32,9 @@ def box_counts(predictions: Sequence[Any]) -> dict[str, Any]:
     parsed = [p for p in predictions if _field(p, "span") is not None and _field(p, "pred") is not None]
     out: dict[str, Any] = {"n": len(predictions), "parsed": len(parsed) / len(predictions),
                            "consistent": sum(bool(_field(p, "consistent")) for p in parsed) / len(predictions)}
+    span_len = [_field(p, "span")[1] - _field(p, "span")[0] + 1 for p in parsed]
     for tube in TUBES:
-        diffs = [len(_field(p, tube)) - (_field(p, "span")[1] - _field(p, "span")[0] + 1) for p in parsed if _field(p, tube) is not None]
+        diffs = [len(_field(p, tube)) - n for p, n in zip(parsed, span_len) if _field(p, tube) is not None]
         if not diffs:
             out[tube] = None
             continue

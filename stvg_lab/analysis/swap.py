@@ -28,13 +28,14 @@ from stvg_lab.geometry import box_iou, temporal_iou
 TUBES = ("think", "pred")
 
 
-def _field(p: Any, name: str) -> Any:
+def prediction_field(p: Any, name: str) -> Any:
+    """Field ``name`` of a :class:`~stvg_lab.infer.Prediction` or of its dict (a predictions.jsonl row)."""
     return p.get(name) if isinstance(p, Mapping) else getattr(p, name)
 
 
 def _tube(p: Any, tube: str) -> dict[int, list[float]]:
     """``{original frame: box}`` of one prediction (dict from predictions.jsonl or :class:`~stvg_lab.infer.Prediction`)."""
-    t = _field(p, f"{tube}_tube") or {}
+    t = prediction_field(p, f"{tube}_tube") or {}
     return {int(f): list(b) for f, b in t.items()}
 
 
@@ -71,12 +72,12 @@ def swap_control(predictions: Sequence[Any], samples: Sequence[Any]) -> dict[str
     "swapped_iou", "constant_iou", "distinct", "frames"}}`` (a tube the format lacks is left out).
     Needs two parsed answers: ValueError otherwise, since nothing can be swapped.
     """
-    by_id = {_field(p, "id"): p for p in predictions}
+    by_id = {prediction_field(p, "id"): p for p in predictions}
     unknown = sorted(set(by_id) - {s.id for s in samples})
     if unknown:
         raise ValueError(f"predictions for samples not given: {unknown[:3]}")
     # (sample, {tube name: {frame: box}}) of each parsed answer, in sample order
-    rows = [(s, {t: _tube(by_id[s.id], t) for t in TUBES}) for s in samples if s.id in by_id and not _field(by_id[s.id], "error")]
+    rows = [(s, {t: _tube(by_id[s.id], t) for t in TUBES}) for s in samples if s.id in by_id and not prediction_field(by_id[s.id], "error")]
     rows = [(s, tubes) for s, tubes in rows if tubes["pred"]]
     if len(rows) < 2:
         raise ValueError(f"the swap control needs at least two parsed answers, got {len(rows)}")

@@ -110,8 +110,8 @@ class _Scene:
     def fits(self, px: int, speed: float, frames: int) -> bool:
         return speed * frames <= min(self.W, self.H) - px - 2 * self.cfg.margin_px
 
-    def placed(self, obj: _Object, frames: np.ndarray) -> bool:
-        """Whether at most ``max_centre_share`` of ``frames`` ((N,) bool) put ``obj``'s centre in the centre quarter."""
+    def placed(self, obj: _Object, frames: np.ndarray | slice) -> bool:
+        """Whether at most ``max_centre_share`` of ``frames`` (an (N,) bool mask or a slice) put ``obj``'s centre in the centre quarter."""
         if self.cfg.max_centre_share >= 1.0:
             return True  # no test, so the default draws exactly what generator 2 drew
         b = obj.boxes()[frames]  # (T, 4)
@@ -173,9 +173,7 @@ def _make_target(scene: _Scene, vocab: Vocabulary) -> tuple[_Object, str, tuple[
                 speed = (min(scene.W, scene.H) - px - 2 * cfg.margin_px) / max(t1 - t0, 1)
             visible = (t0, t1) if event == "appear" else (0, n - 1)
             obj = scene.linear(px, attrs["motion"], visible, (t0, t1), speed)
-        tube = np.zeros(n, dtype=bool)
-        tube[t0 : t1 + 1] = True
-        if scene.placed(obj, tube):
+        if scene.placed(obj, slice(t0, t1 + 1)):
             break
     else:
         raise RuntimeError(

@@ -38,6 +38,8 @@ from typing import Any, Iterable, Mapping
 
 import yaml
 
+from stvg_lab.rewards import VARIANTS
+
 logger = logging.getLogger(__name__)
 
 RECIPES_DIR = Path(__file__).resolve().parent.parent / "recipes"
@@ -54,8 +56,7 @@ PROMPT_ORDERS: tuple[str, ...] = ("video_first", "text_first")
 Qwen's order and the paper's; ``text_first`` puts the query before the video, so the answer is the
 same number of mRoPE positions after every video token whatever the query's length (bench/LEARNING.md
 round 5: the from-scratch stand-in reads positions only at a fixed offset)."""
-REWARD_VARIANTS: tuple[str, ...] = ("full", "no_think_reward", "giou_only", "l1_only", "overlap_penalty", "no_think_bbox", "count_penalty",
-                                      "count_symmetric")
+REWARD_VARIANTS: tuple[str, ...] = VARIANTS  # stvg_lab.rewards.reward_setup's names, one list for both
 REWARD_AGGREGATIONS: tuple[str, ...] = ("sum_then_normalize", "normalize_then_sum")
 """How GRPO turns the five rewards into one advantage (TRL's ``multi_objective_aggregation``):
 ``sum_then_normalize`` is the paper's Eq. 10-11 (weighted sum, then normalised within the group);

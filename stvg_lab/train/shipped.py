@@ -114,7 +114,6 @@ def export_checkpoint(final_dir: str | Path, data_dir: str | Path, dest: str | P
     ``dest`` and renamed into place.
     """
     from stvg_lab.data.synth import read_manifest
-    from stvg_lab.data.synth_config import full_config
     from stvg_lab.train.recipe import load_recipe
 
     final_dir, dest = Path(final_dir), Path(dest)
