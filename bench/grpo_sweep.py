@@ -29,7 +29,7 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 METRICS = ("m_tIoU", "m_vIoU", "vIoU@0.3")
-# TRL's log columns, named by our reward functions (stvg_lab.rewards.reward_setup), shown in the table
+# TRL's log columns, named by our reward functions (stvg_lab.reward_variants.reward_setup), shown in the table
 TERMS = {"format": "format_reward", "consistency": "consistency_reward", "temporal": "temporal_reward", "spatial": "spatial_reward",
          "think": "think_reward"}
 

@@ -535,12 +535,13 @@ def _symbol(name: str) -> tuple[str, str]:
 def describe_rewards(variant: str = "full", lambda_k: float = 0.5) -> "pd.DataFrame":
     """The reward callables GRPO gets for ``variant``: name, symbol, equation, weight in Eq. 10, range, what it pays.
 
-    From :func:`stvg_lab.rewards.reward_setup` (the functions and ``reward_weights`` handed to
+    From :func:`stvg_lab.reward_variants.reward_setup` (the functions and ``reward_weights`` handed to
     TRL) and :data:`stvg_lab.rewards.REWARD_BOUNDS`; "what" is the first line of each docstring.
     """
     import pandas as pd
 
-    from stvg_lab.rewards import REWARD_BOUNDS, reward_setup
+    from stvg_lab.reward_variants import reward_setup
+    from stvg_lab.rewards import REWARD_BOUNDS
 
     funcs, weights = reward_setup(variant, lambda_k)
     rows = []
@@ -611,7 +612,7 @@ def reward_table(
 ) -> "pd.DataFrame":
     """Every reward of every answer, computed by calling the GRPO reward functions exactly as TRL does.
 
-    TRL calls each function of :func:`stvg_lab.rewards.reward_setup` once per batch with
+    TRL calls each function of :func:`stvg_lab.reward_variants.reward_setup` once per batch with
     ``completions`` and every dataset column as a list (one entry per completion), then sums the
     results with ``reward_weights`` (Eq. 10). Rows: the answers; columns ``R_f (Eq. 3)`` ...
     ``R_k (Eq. 9)``, :data:`TOTAL_COLUMN`, and ``parse error`` (the parser's code, empty when it parsed).
@@ -619,7 +620,7 @@ def reward_table(
     import pandas as pd
 
     from stvg_lab.answer import parse_answer
-    from stvg_lab.rewards import reward_setup
+    from stvg_lab.reward_variants import reward_setup
 
     funcs, weights = reward_setup(variant, lambda_k)
     texts = list(answers.values())

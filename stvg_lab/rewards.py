@@ -106,7 +106,7 @@ def _check_count_rule(rule: str) -> str:
     return rule
 
 
-def _check_lambda(lambda_k: float) -> float:
+def check_lambda(lambda_k: float) -> float:
     if not (isinstance(lambda_k, (int, float)) and math.isfinite(lambda_k) and lambda_k >= 0):
         raise ValueError(f"lambda_k must be a finite number >= 0; got {lambda_k!r}")
     return float(lambda_k)
@@ -138,7 +138,7 @@ def total_bounds(terms: Sequence[str] = DEFAULT_TERMS, lambda_k: float = DEFAULT
     active) is linear in ``R_spa^t``, so its maximum sits at ``R_spa^t = hi`` or ``lo``.
     """
     lo, hi = frame_bounds(terms)
-    lam = _check_lambda(lambda_k)
+    lam = check_lambda(lambda_k)
     return min(0.0, 1 + 2 * lo), 3 + max(2 * hi, (1 + lam) * hi + (1 - lam) * lo)
 
 
@@ -566,7 +566,7 @@ def make_total_reward(
     lambda_k: float = DEFAULT_LAMBDA_K, terms: Sequence[str] = DEFAULT_TERMS, empty_overlap: str = "zero", count_rule: str = "free"
 ) -> TotalReward:
     """The total reward (Eq. 10) as a single function, for one log column and weight 1."""
-    return TotalReward(_check_lambda(lambda_k), _check_terms(terms), _check_empty_overlap(empty_overlap), _check_count_rule(count_rule))
+    return TotalReward(check_lambda(lambda_k), _check_terms(terms), _check_empty_overlap(empty_overlap), _check_count_rule(count_rule))
 
 
 spatial_reward = make_spatial_reward()
@@ -604,53 +604,6 @@ REWARD_BOUNDS: dict[str, tuple[float, float]] = {
     for name, f in REWARDS.items()
 }
 
-VARIANTS: tuple[str, ...] = ("full", "no_think_reward", "giou_only", "l1_only", "overlap_penalty", "no_think_bbox", "count_penalty",
-                             "count_symmetric")
-
-
-def reward_weights(lambda_k: float = DEFAULT_LAMBDA_K) -> list[float]:
-    """TRL ``reward_weights`` for ``DEFAULT_REWARD_FUNCS``: ``[1, 1, 1, 1, λk]`` (Eq. 10)."""
-    return [1.0, 1.0, 1.0, 1.0, _check_lambda(lambda_k)]
-
-
-def reward_setup(variant: str = "full", lambda_k: float = DEFAULT_LAMBDA_K) -> tuple[list[RewardFunc], list[float]]:
-    """``(reward_funcs, reward_weights)`` for GRPOTrainer, one ablation of Tables 5-8.
-
-    * ``full``: the five rewards, weights ``[1, 1, 1, 1, λk]``.
-    * ``no_think_reward`` (Table 6): the same five functions, think weight 0. ``R_k`` is
-      still computed and logged (it is cheap) so every variant logs the same columns.
-    * ``giou_only`` / ``l1_only`` (Table 7): spatial and think rewards with one term.
-    * ``overlap_penalty``: the spatial reward scores the floor on an empty intersection.
-    * ``count_penalty``: spatial and think rewards score each box outside the claimed span at
-      the floor (``count_rule="extra"``), as a missing box inside it already is.
-    * ``count_symmetric``: also each frame of the span without a box (``count_rule="span"``).
-    * ``no_think_bbox`` (Table 5): the same as ``full``. The dataset's ``answer_format``
-      column ("no_think") is what drops ``<think_bbox>``: then ``R_k = 0`` and
-      ``R_s = R_spa^p``.
-
-    ``λk`` (Table 8) is ``lambda_k``. Raises ValueError for an unknown variant.
-    """
-    lam = _check_lambda(lambda_k)
-    funcs = list(DEFAULT_REWARD_FUNCS)
-    weights = reward_weights(lam)
-    if variant in ("full", "no_think_bbox"):
-        pass
-    elif variant == "no_think_reward":
-        weights[4] = 0.0
-    elif variant in ("giou_only", "l1_only"):
-        terms = ("giou",) if variant == "giou_only" else ("l1",)
-        funcs[3], funcs[4] = make_spatial_reward(terms), make_think_reward(terms)
-    elif variant == "overlap_penalty":
-        funcs[3] = make_spatial_reward(empty_overlap="floor")
-    elif variant == "count_penalty":
-        funcs[3], funcs[4] = make_spatial_reward(count_rule="extra"), make_think_reward(count_rule="extra")
-    elif variant == "count_symmetric":
-        funcs[3], funcs[4] = make_spatial_reward(count_rule="span"), make_think_reward(count_rule="span")
-    else:
-        raise ValueError(f"unknown reward variant {variant!r}; choose one of {VARIANTS}")
-    return funcs, weights
-
-
 def score_completion(
     text: Any,
     gt_span: Sequence[int],
@@ -673,7 +626,7 @@ def score_completion(
     terms = _check_terms(terms)
     parsed = parse_answer(completion_text(text), get_format(answer_format))
     gt = ground_truth(gt_span, gt_tube, frame_size)
-    values = total_values([parsed], [gt], terms, _check_empty_overlap(empty_overlap), _check_lambda(lambda_k),
+    values = total_values([parsed], [gt], terms, _check_empty_overlap(empty_overlap), check_lambda(lambda_k),
                           _check_count_rule(count_rule))
     out: dict[str, Any] = {k: float(v[0]) for k, v in values.items()}
     out["error"] = parsed.error

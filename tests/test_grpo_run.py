@@ -23,7 +23,7 @@ import pytest
 import torch
 from transformers import TrainerCallback
 
-from stvg_lab import rewards as rewards_module
+from stvg_lab import reward_variants as variants_module
 from stvg_lab.data.synth import generate_synthetic
 from stvg_lab.model import build_tiny_model, load_model
 from stvg_lab.train.grpo import (
@@ -80,7 +80,7 @@ def _varied_reward(completions, completion_ids, **kwargs) -> list[float]:
 
 @pytest.fixture
 def varied_rewards(monkeypatch):
-    monkeypatch.setattr(rewards_module, "reward_setup", lambda variant, lambda_k: ([_varied_reward], [1.0]))
+    monkeypatch.setattr(variants_module, "reward_setup", lambda variant, lambda_k, scale: ([_varied_reward], [1.0]))
 
 
 class _KillAt(TrainerCallback):
@@ -134,6 +134,13 @@ def test_grpo_config_on_cpu_sets_everything_explicitly(assets, tmp_path):
     assert config.multi_objective_aggregation == "sum_then_normalize"  # Eq. 10, then Eq. 11
     gdpo = grpo_config(_recipe(assets, tmp_path, reward_aggregation="normalize_then_sum"), cuda=False, world=1)
     assert gdpo.multi_objective_aggregation == "normalize_then_sum"
+    heavy = grpo_config(_recipe(assets, tmp_path, reward_scale={"format": 3}), cuda=False, world=1)
+    assert heavy.reward_weights == [3.0, 1.0, 1.0, 1.0, 0.5]  # not the paper: R_f weighs 3
+
+
+def test_a_bad_reward_scale_names_the_field(assets, tmp_path):
+    with pytest.raises(ValueError, match="field 'reward_scale' = .* unknown term 'fromat'"):
+        _recipe(assets, tmp_path, reward_scale={"fromat": 3})
 
 
 def test_an_unknown_reward_aggregation_names_the_field(assets, tmp_path):

@@ -16,19 +16,17 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from stvg_lab.answer import FORMATS, format_answer, get_format, parse_answer
+from stvg_lab.reward_variants import VARIANTS, reward_setup, reward_weights
 from stvg_lab.rewards import (
     DEFAULT_REWARD_FUNCS,
     REWARD_BOUNDS,
     REWARDS,
-    VARIANTS,
     consistency_reward,
     format_reward,
     frame_bounds,
     make_spatial_reward,
     make_think_reward,
     make_total_reward,
-    reward_setup,
-    reward_weights,
     score_completion,
     spatial_reward,
     temporal_reward,
@@ -327,6 +325,34 @@ SETUP_CASES = [
 def test_reward_setup(variant, lam, expected_names, weights):
     funcs, w = reward_setup(variant, lam)
     assert names(funcs) == expected_names and w == weights
+
+
+SCALE_CASES = [
+    # (variant, λk, scale, weights): factors multiply the variant's weights, named terms only
+    ("full", 0.5, None, [1, 1, 1, 1, 0.5]),
+    ("full", 0.5, {}, [1, 1, 1, 1, 0.5]),
+    ("full", 0.5, {"format": 3}, [3, 1, 1, 1, 0.5]),
+    ("full", 0.2, {"spatial": 2, "think": 2}, [1, 1, 1, 2, 0.4]),
+    ("no_think_reward", 0.5, {"think": 4, "temporal": 0}, [1, 1, 0, 1, 0]),
+    ("count_symmetric", 0.5, {"consistency": 0.5}, [1, 0.5, 1, 1, 0.5]),
+]
+
+
+@pytest.mark.parametrize("variant, lam, scale, weights", SCALE_CASES)
+def test_reward_setup_scale(variant, lam, scale, weights):
+    assert reward_setup(variant, lam, scale)[1] == weights
+
+
+@pytest.mark.parametrize("scale, message", [
+    ({"fmt": 2}, "unknown term 'fmt'"),
+    ({"format": -1}, "'format' must be a number >= 0, got -1"),
+    ({"spatial": "2"}, "'spatial' must be a number >= 0, got '2'"),
+    ({"think": True}, "'think' must be a number >= 0, got True"),
+    ({"format": float("nan")}, "'format' must be a number >= 0, got nan"),
+])
+def test_reward_scale_rejects(scale, message):
+    with pytest.raises(ValueError, match=message):
+        reward_setup("full", 0.5, scale)
 
 
 def test_reward_setup_covers_every_variant_and_rejects_others():

@@ -20,7 +20,7 @@ Variants (``VARIANTS``; the paper's grid is ``PAPER_GRID``):
   answer in a format without it (its answers would all fail to parse, every reward would be 0).
   SFT checkpoints are therefore shared *per answer format*;
 * ``no_think_reward`` (Table 6), ``giou_only`` / ``l1_only`` (Table 7), ``overlap_penalty`` (ours):
-  the reward variant of that name (``stvg_lab.rewards.reward_setup``);
+  the reward variant of that name (``stvg_lab.reward_variants.reward_setup``);
 * ``lambda_k=<x>`` (Table 8), any float: the think-reward weight. ``lambda_k=0.5`` is the same
   recipe as ``full`` (λk = 0.5 in the paper's recipe) and therefore the same run.
 

@@ -6,12 +6,13 @@
   emit the answer format, so every reward would be 0 and every advantage 0) or ``"base"`` for a
   real Qwen2.5-VL, as in the paper. It is loaded with :func:`stvg_lab.model.load_model`, which
   binds Qwen's text-position rule; ``VideoGRPOTrainer`` gives the same rule to the reference model.
-* rewards: :func:`stvg_lab.rewards.reward_setup` returns the format, consistency, temporal,
+* rewards: :func:`stvg_lab.reward_variants.reward_setup` returns the format, consistency, temporal,
   spatial and think rewards (Eq. 3-9) with ``reward_weights = [1, 1, 1, 1, λk]``. TRL sums them
   with these weights into ``R`` (Eq. 10), then normalises ``R`` within each group of
   ``num_generations`` completions (Eq. 11, ``scale_rewards="group"``, δ = 1e-4 in TRL). Not in the
   paper: ``reward_aggregation: normalize_then_sum`` (GDPO) normalises each reward within its group
-  before the weighted sum instead (``recipe.REWARD_AGGREGATIONS``).
+  before the weighted sum instead (``recipe.REWARD_AGGREGATIONS``). Not in the paper either:
+  ``reward_scale`` multiplies named terms' weights (``{format: 3}``), for ablations.
 * objective: ``loss_type="grpo"`` is Eq. 12's ``1/n Σ_i`` of per-sequence token means, with the
   clip ``ε = recipe.epsilon`` and the KL weight ``β = recipe.beta``. The paper gives neither
   value; the recipes set them explicitly (``paper.yaml`` documents the choice).
@@ -125,7 +126,7 @@ def grpo_config(recipe: Recipe, cuda: bool | None = None, world: int | None = No
     """
     from trl import GRPOConfig
 
-    from stvg_lab.rewards import reward_setup
+    from stvg_lab.reward_variants import reward_setup
 
     world = world_size() if world is None else world
     kwargs = recipe.training_kwargs(cuda=cuda, world_size=world)
@@ -143,7 +144,7 @@ def grpo_config(recipe: Recipe, cuda: bool | None = None, world: int | None = No
         vllm_mode=recipe.vllm_mode,
         vllm_gpu_memory_utilization=float(recipe.vllm_gpu_memory_utilization),
         log_completions=recipe.log_completions,
-        reward_weights=reward_setup(recipe.reward_variant, recipe.lambda_k)[1],  # Eq. 10: [1, 1, 1, 1, λk]
+        reward_weights=reward_setup(recipe.reward_variant, recipe.lambda_k, recipe.reward_scale)[1],  # Eq. 10: [1, 1, 1, 1, λk]
     )
     generation_batch = recipe.per_device_batch_size * kwargs["gradient_accumulation_steps"] * world
     if generation_batch % recipe.num_generations:
@@ -225,7 +226,7 @@ def run_grpo(recipe: Recipe, resume: bool = False, callbacks: Sequence[Any] = ()
     are extra ``transformers.TrainerCallback`` objects (the tests use one to kill a run).
     """
     import torch
-    from stvg_lab.rewards import reward_setup
+    from stvg_lab.reward_variants import reward_setup
     from stvg_lab.train.dataset import ClipCache, build_grpo_dataset, load_samples
     from stvg_lab.train.logging import JsonlLogCallback
 
@@ -235,7 +236,7 @@ def run_grpo(recipe: Recipe, resume: bool = False, callbacks: Sequence[Any] = ()
 
     cuda = torch.cuda.is_available()
     config = grpo_config(recipe, cuda)
-    funcs, weights = reward_setup(recipe.reward_variant, recipe.lambda_k)
+    funcs, weights = reward_setup(recipe.reward_variant, recipe.lambda_k, recipe.reward_scale)
     # Rank 0 first: with init_from=base and model=tiny it builds the stand-in the others then load.
     with config.main_process_first(local=False, desc="GRPO set-up"):
         if config.process_index == 0:

@@ -38,7 +38,7 @@ from typing import Any, Iterable, Mapping
 
 import yaml
 
-from stvg_lab.rewards import VARIANTS
+from stvg_lab.reward_variants import REWARD_TERMS, VARIANTS, scaled_weights
 
 logger = logging.getLogger(__name__)
 
@@ -56,7 +56,7 @@ PROMPT_ORDERS: tuple[str, ...] = ("video_first", "text_first")
 Qwen's order and the paper's; ``text_first`` puts the query before the video, so the answer is the
 same number of mRoPE positions after every video token whatever the query's length (bench/LEARNING.md
 round 5: the from-scratch stand-in reads positions only at a fixed offset)."""
-REWARD_VARIANTS: tuple[str, ...] = VARIANTS  # stvg_lab.rewards.reward_setup's names, one list for both
+REWARD_VARIANTS: tuple[str, ...] = VARIANTS  # stvg_lab.reward_variants.reward_setup's names, one list for both
 REWARD_AGGREGATIONS: tuple[str, ...] = ("sum_then_normalize", "normalize_then_sum")
 """How GRPO turns the five rewards into one advantage (TRL's ``multi_objective_aggregation``):
 ``sum_then_normalize`` is the paper's Eq. 10-11 (weighted sum, then normalised within the group);
@@ -143,6 +143,8 @@ class Recipe:
     reward_aggregation: str = "sum_then_normalize"  # REWARD_AGGREGATIONS; the paper's Eq. 10-11 order
     lambda_k: float = 0.5
     reward_variant: str = "full"
+    # not the paper: factors on named terms' weights of Eq. 10, e.g. {format: 3} (reward_variants.scaled_weights); {} = Eq. 10
+    reward_scale: dict = field(default_factory=dict)
     use_vllm: bool = False
     vllm_mode: str = "colocate"
     vllm_gpu_memory_utilization: float = 0.3
@@ -192,6 +194,10 @@ class Recipe:
         for name in ("weight_decay", "beta", "epsilon", "lambda_k", "max_grad_norm", "lora_dropout"):
             if getattr(self, name) < 0:
                 raise bad(name, "must be >= 0")
+        try:
+            scaled_weights([1.0] * len(REWARD_TERMS), self.reward_scale)
+        except ValueError as e:
+            raise bad("reward_scale", f"is not valid: {e}") from None
         if not 0 <= self.warmup_ratio < 1:
             raise bad("warmup_ratio", "must be in [0, 1)")
         if self.max_steps == 0 or self.max_steps < -1:

@@ -34,7 +34,7 @@ _DATA_KEYS = ("generator_version", "seed", "config")
 NOT_SFT_FIELDS = frozenset({
     "name", "output_dir", "data", "save_steps", "save_total_limit", "logging_steps", "eval_split", "init_from",
     "num_generations", "beta", "epsilon", "temperature", "max_completion_length", "num_iterations", "loss_type",
-    "scale_rewards", "reward_aggregation", "lambda_k", "reward_variant", "use_vllm", "vllm_mode", "vllm_gpu_memory_utilization",
+    "scale_rewards", "reward_aggregation", "lambda_k", "reward_variant", "reward_scale", "use_vllm", "vllm_mode", "vllm_gpu_memory_utilization",
     "log_completions",
 })
 
