@@ -2,6 +2,7 @@
 
     OMP_NUM_THREADS=1 .venv/bin/python bench/grpo_sweep.py --name base --seed 0                      # tiny_cpu_grpo as it is, ~7 min on one core
     OMP_NUM_THREADS=1 .venv/bin/python bench/grpo_sweep.py --name lr3e-5 --set learning_rate=3e-5 --seed 0
+    OMP_NUM_THREADS=1 .venv/bin/python bench/grpo_sweep.py --name sft_more --sft-steps 950 --set learning_rate=1e-4 --seed 0  # the control: as long, more SFT
     .venv/bin/python bench/grpo_sweep.py --table                                                    # every variant run so far
 
 A variant is a name and its ``--set`` overrides of ``tiny_cpu_grpo`` (bench/LEARNING.md round 7 has
@@ -121,14 +122,17 @@ def run_variant(args: argparse.Namespace) -> dict:
     variant = root / args.name
     variant.mkdir(parents=True, exist_ok=True)
     record = variant / "variant.json"
-    want = {"set": args.set, "init": str(init)}
+    want = {"set": args.set, "init": str(init)} | ({"sft_steps": args.sft_steps} if args.sft_steps else {})
     if record.is_file() and json.loads(record.read_text(encoding="utf-8")) != want:
         raise SystemExit(f"{record}: variant {args.name!r} was run with {record.read_text(encoding='utf-8').strip()}, "
                          f"not {json.dumps(want)}; pick another --name")
     record.write_text(json.dumps(want), encoding="utf-8")
     out = variant / f"seed{args.seed}"
     if not (out / "run" / "final").is_dir():
-        run_grpo(load_recipe("tiny_cpu_grpo", data=str(data), seed=args.seed, output_dir=str(out / "run"), init_from=str(init), **overrides))
+        if args.sft_steps:
+            sft_control(init, data, args.seed, out / "run", args.sft_steps, overrides)
+        else:
+            run_grpo(load_recipe("tiny_cpu_grpo", data=str(data), seed=args.seed, output_dir=str(out / "run"), init_from=str(init), **overrides))
     (root / "start").mkdir(exist_ok=True)
     with open(root / "start" / ".lock", "w") as lock:  # runs side by side score the start checkpoint once
         fcntl.flock(lock, fcntl.LOCK_EX)
@@ -140,8 +144,8 @@ def run_variant(args: argparse.Namespace) -> dict:
     start["sampled"] = start_sampled
     log = read_log(out / "run")
     grpo_s = next((r["train_runtime"] for r in reversed(log) if "train_runtime" in r), float("nan"))  # TRL's, kept on a re-score
-    terms = {}
-    logged = {k for r in log for k in r}
+    terms: dict = {}
+    logged = {k for r in log for k in r} if not args.sft_steps else set()  # an SFT control logs no rewards
     for term, fn in TERMS.items():
         # a variant's reward is named with a suffix (spatial_reward_extra_floor, ...); the plain name first
         column = next((c for c in sorted(logged, key=len) if c.startswith(f"rewards/{fn}") and c.endswith("/mean")), None)
@@ -152,10 +156,25 @@ def run_variant(args: argparse.Namespace) -> dict:
             terms[key] = metric_change(log, key)
         except ValueError:
             pass
-    result.update(name=args.name, seed=args.seed, set=args.set, grpo_s=round(grpo_s), start=start,
-                  reward=reward_change(log), terms=terms, spans_changed=spans_changed(per_sample(root / "start"), per_sample(out)))
+    result.update(name=args.name, seed=args.seed, set=args.set, sft_steps=args.sft_steps, grpo_s=round(grpo_s), start=start,
+                  reward=None if args.sft_steps else reward_change(log), terms=terms, spans_changed=spans_changed(per_sample(root / "start"), per_sample(out)))
     (out / "result.json").write_text(json.dumps(result, indent=1), encoding="utf-8")
     return result
+
+
+def sft_control(init: Path, data: Path, seed: int, out: Path, steps: int, overrides: dict) -> Path:
+    """The control for "does GRPO beat its SFT": ``steps`` more SFT steps from ``init`` instead of GRPO.
+
+    ``init``'s own ``recipe.yaml`` (the SFT that made it) with the model set to ``init``, no warm-up,
+    and ``overrides`` (e.g. ``learning_rate``); ``seed`` orders the data. Pick ``steps`` so that it
+    takes the wall time of one GRPO run (bench/LEARNING.md round 9: ~950 steps for 100 GRPO steps).
+    """
+    from stvg_lab.train.recipe import load_recipe
+    from stvg_lab.train.sft import run_sft
+
+    recipe = load_recipe(init / "recipe.yaml", **{"warmup_ratio": 0.0, **overrides, "model": str(init), "data": str(data),
+                                                   "seed": seed, "output_dir": str(out), "max_steps": steps})
+    return run_sft(recipe)
 
 
 def _sampled(start: dict) -> str:
@@ -197,9 +216,11 @@ def table(root: Path) -> str:
                    for k in ("parse_rate", "pred_m_tIoU", "pred_m_vIoU")),
                  cell([r["spans"].get("pred_len", 0.0) for r in rs], 1, 2),
                  cell([r["spans_changed"] for r in rs], digits=0),
-                 f"{cell([r['reward']['first'] for r in rs], 1, 2)} → {cell([r['reward']['last'] for r in rs], 1, 2)}",
+                 f"{cell([r['reward']['first'] for r in rs], 1, 2)} → {cell([r['reward']['last'] for r in rs], 1, 2)}"
+                 if all(r.get("reward") for r in rs) else "–",
                  term("temporal"), term("spatial"), term("kl")]
-        sets = " ".join(f"`{s}`" for s in rs[0]["set"]) or "tiny_cpu_grpo"
+        steps = rs[0].get("sft_steps")
+        sets = " ".join([f"`{s}`" for s in rs[0]["set"]] + ([f"SFT +{steps} steps, no GRPO"] if steps else [])) or "tiny_cpu_grpo"
         lines.append(f"| {name} ({sets}) | {','.join(str(r['seed']) for r in rs)} | " + " | ".join(cells) + " |")
     for base, b in start["baselines"].items():
         lines.append(f"| baseline: {base} | – | – | " + " | ".join(f"{100 * b[m]:.1f}" for m in METRICS) + " |" + " – |" * (len(cols) - 1 - len(METRICS)))
@@ -254,6 +275,8 @@ def main() -> None:
     ap.add_argument("--data", default="data/synthetic")
     ap.add_argument("--root", default="bench/out/grpo_sweep")
     ap.add_argument("--n-test", type=int, default=100)
+    ap.add_argument("--sft-steps", type=int, default=None,
+                    help="the control: continue --init's own SFT recipe for this many steps instead of GRPO (--set applies to it)")
     ap.add_argument("--table", action="store_true", help="print the markdown table of every result under --root and exit")
     args = ap.parse_args()
     if args.table:

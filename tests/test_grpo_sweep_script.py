@@ -113,3 +113,30 @@ def test_counts_table_rows(tmp_path):
     lines = sweep.table(tmp_path).splitlines()
     assert "| start (SFT) | 40 | 0 | 80 | 20 | -0.10 | -0.10 |" in lines
     assert "| base | 30 ± 14 | 0 ± 0 | 30 ± 14 | 70 ± 14 | 1.40 ± 0.28 | 1.40 ± 0.28 |" in lines
+
+
+def test_an_sft_control_row_names_its_steps_and_has_no_reward(tmp_path):
+    _write(tmp_path, "base", 0, 0.5, [])
+    _write(tmp_path, "sft_more", 0, 0.4, ["learning_rate=1e-4"])
+    path = tmp_path / "sft_more" / "seed0" / "result.json"
+    result = json.loads(path.read_text())
+    result.update(sft_steps=950, reward=None, terms={})  # what run_variant writes for --sft-steps
+    path.write_text(json.dumps(result))
+    row = next(line for line in sweep.table(tmp_path).splitlines() if line.startswith("| sft_more"))
+    assert row.startswith("| sft_more (`learning_rate=1e-4` SFT +950 steps, no GRPO) | 0 | 100 | 40.0 |")
+    assert row.endswith("| 25 | – | – | – | – |")  # spans moved, then no reward, temporal, spatial or KL
+
+
+def test_sft_control_continues_the_checkpoints_own_recipe(tmp_path, monkeypatch):
+    from stvg_lab.train import sft
+    from stvg_lab.train.recipe import load_recipe
+
+    init = tmp_path / "init"
+    init.mkdir()
+    load_recipe("tiny_cpu", learning_rate=1e-3, max_steps=2500, aux_frame_cells=True, warmup_ratio=0.05).save(init / "recipe.yaml")
+    seen = []
+    monkeypatch.setattr(sft, "run_sft", lambda recipe: seen.append(recipe) or tmp_path / "run" / "final")
+    sweep.sft_control(init, Path("data/x"), 3, tmp_path / "run", 950, {"learning_rate": 1e-4})
+    (r,) = seen
+    assert (r.model, r.data, r.seed, r.output_dir, r.max_steps) == (str(init), "data/x", 3, str(tmp_path / "run"), 950)
+    assert (r.learning_rate, r.warmup_ratio, r.aux_frame_cells) == (1e-4, 0.0, True)  # the override, no warm-up, the SFT's own rest
