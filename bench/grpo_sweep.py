@@ -190,7 +190,8 @@ def table(root: Path) -> str:
     from stvg_lab.analysis.tables import format_cell, mean_spread
 
     results: dict[str, list[dict]] = {}
-    for path in sorted(root.glob("*/seed*/result.json")):
+    paths = sorted(root.glob("*/seed*/result.json"))
+    for path in paths:
         r = json.loads(path.read_text(encoding="utf-8"))
         results.setdefault(r["name"], []).append(r)
     if not results:
@@ -224,7 +225,21 @@ def table(root: Path) -> str:
         lines.append(f"| {name} ({sets}) | {','.join(str(r['seed']) for r in rs)} | " + " | ".join(cells) + " |")
     for base, b in start["baselines"].items():
         lines.append(f"| baseline: {base} | – | – | " + " | ".join(f"{100 * b[m]:.1f}" for m in METRICS) + " |" + " – |" * (len(cols) - 1 - len(METRICS)))
-    return "\n".join(lines + swap_table(start, results) + counts_table(start, results))
+    return "\n".join(lines + swap_table(start, results) + counts_table(start, results) + ["", made_on([p.parent / "run" for p in paths])])
+
+
+def made_on(runs: list[Path]) -> str:
+    """One line: the environments the runs' trainings started in (``environment.jsonl``), with counts.
+
+    Why: a run is deterministic on one machine, but the same SFT on another machine parted by 4
+    points of m_tIoU (bench/LEARNING.md round 9), so a table says where its rows were made.
+    """
+    from collections import Counter
+
+    from stvg_lab.train.runs import environment_label, read_environment
+
+    counts = Counter(environment_label(envs[0]) if (envs := read_environment(r)) else "not recorded" for r in runs)
+    return "Made on: " + "; ".join(f"{k} ({n} run{'s' * (n != 1)})" for k, n in counts.most_common()) + "."
 
 
 def swap_table(start: dict, results: dict[str, list[dict]]) -> list[str]:

@@ -218,6 +218,14 @@ def _scale_markdown(analysis) -> str:
     return render_table(["area ratio", "n", "think vIoU", "pred vIoU", "Δ"], rows)
 
 
+def _made_on(run_dir: Path) -> str:
+    """The environment ``run_dir``'s training started in, in a few words, or why it is unknown."""
+    from stvg_lab.train.runs import environment_label, read_environment
+
+    envs = read_environment(run_dir)
+    return environment_label(envs[0]) if envs else f"not recorded ({run_dir} predates environment.jsonl)"
+
+
 def run_demo(cfg: DemoConfig) -> Path:
     """Run every step of the recipe (module docstring) and return the path of ``report.md``."""
     from stvg_lab.analysis.scale import plot_scale, read_per_sample, scale_analysis
@@ -307,6 +315,9 @@ def run_demo(cfg: DemoConfig) -> Path:
             *[f"| {k} | {v:.1f} |" for k, v in timings.items()],
             "",
             f"Configuration: `{json.dumps({k: str(v) for k, v in asdict(cfg).items()})}`",
+            "",
+            f"Made on (the GRPO run's `environment.jsonl`; the same recipe on other CPU kernels or versions gives other "
+            f"digits, bench/LEARNING.md round 9): {_made_on(Path(full.checkpoint).parent)}",
             "",
         ]
     )

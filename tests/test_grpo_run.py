@@ -36,6 +36,7 @@ from stvg_lab.train.grpo import (
 )
 from stvg_lab.train.logging import read_log
 from stvg_lab.train.recipe import load_recipe
+from stvg_lab.train.runs import read_environment
 
 REPO = Path(__file__).resolve().parents[1]
 REWARD_NAMES = ["format_reward", "consistency_reward", "temporal_reward", "spatial_reward", "think_reward"]
@@ -181,7 +182,14 @@ def test_cli_arguments_override_the_recipe(assets, tmp_path):
 
 def test_two_steps_log_every_component_and_the_final_checkpoint_loads(assets, tmp_path):
     out = tmp_path / "run"
-    final = run_grpo(_recipe(assets, out))
+    torch.set_num_threads(2)  # the recipe's torch_threads (1) must win over the process's setting
+    try:
+        final = run_grpo(_recipe(assets, out))
+    finally:
+        torch.set_num_threads(1)
+    [env] = read_environment(out)  # one start, recorded with what it ran on
+    assert env["resumed_from"] is None and env["torch_threads"] == 1
+    assert env["packages"]["trl"] == "1.16.0" and env["packages"]["torch"] == torch.__version__
     records = [r for r in read_log(out) if "loss" in r]
     assert [r["step"] for r in records] == [1, 2]
     for r in records:
@@ -236,6 +244,7 @@ def test_a_killed_run_resumes_to_the_same_final_step_and_weights(assets, tmp_pat
         run_grpo(_recipe(assets, killed, max_steps=3), callbacks=[_KillAt(2)])
     assert sorted(p.name for p in killed.glob("checkpoint-*")) == ["checkpoint-1"]
     final = run_grpo(_recipe(assets, killed, max_steps=3), resume=True)
+    assert [Path(e["resumed_from"] or "").name for e in read_environment(killed)] == ["", "checkpoint-1"]
 
     state = json.loads((killed / "checkpoint-3" / "trainer_state.json").read_text())
     assert state["global_step"] == 3 == state["max_steps"]

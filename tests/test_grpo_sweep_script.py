@@ -73,7 +73,25 @@ def test_table_rows_are_mean_and_sample_std_per_variant(tmp_path):
     assert any(line.startswith("| a_t0.7 (`temperature=0.7`) | 0 | 100 | 60.0 |") for line in lines)
     assert any(line.startswith("| baseline: whole video + mean box | – | – | 50.0 | 50.0 | 50.0 |") for line in lines)
     assert any(line.startswith("(no swap control in some results") for line in lines)  # these results predate it
-    assert lines[-1].startswith("(no box counts in some results")
+    assert lines[-3].startswith("(no box counts in some results")
+    assert lines[-1] == "Made on: not recorded (3 runs)."  # no run folder wrote environment.jsonl
+
+
+def _env(capability: str, gpus: list[str], torch: str = "2.13.0+cpu") -> str:
+    return json.dumps({"cpu_capability": capability, "gpus": gpus, "torch_threads": 1,
+                       "packages": {"torch": torch, "transformers": "5.23.0", "trl": "1.16.0"}})
+
+
+def test_made_on_counts_each_environment_by_its_first_start(tmp_path):
+    runs = [tmp_path / f"r{k}" for k in range(4)]
+    for run in runs:
+        run.mkdir()
+    (runs[0] / "environment.jsonl").write_text(_env("AVX512", []) + "\n" + _env("AVX2", []) + "\n")  # resumed elsewhere
+    (runs[1] / "environment.jsonl").write_text(_env("AVX512", []) + "\n")
+    (runs[2] / "environment.jsonl").write_text(_env("AVX2", ["NVIDIA H200"], torch="2.14.1") + "\n")
+    assert sweep.made_on(runs) == (
+        "Made on: AVX512, torch 2.13.0+cpu, transformers 5.23.0, trl 1.16.0, 1 thread(s) (2 runs); "
+        "AVX2, NVIDIA H200, torch 2.14.1, transformers 5.23.0, trl 1.16.0, 1 thread(s) (1 run); not recorded (1 run).")
 
 
 def _swap(own: float, swapped: float, distinct: int) -> dict:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
+import torch
 
 from stvg_lab.pipeline import DemoConfig, run_demo
 
@@ -24,6 +25,8 @@ def test_quick_demo_writes_the_report_and_a_rerun_is_cached(tmp_path):
     assert "| one constant box |" in swap and all(f"| {m} |" in swap for m in ("SFT", "SFT + GRPO"))
     counts = text.split("Do the box lists fit their span?")[1].split("## ")[0]
     assert "| consistent (Eq. 4) |" in counts and all(f"| {m} |" in counts for m in ("SFT", "SFT + GRPO"))
+    made_on = next(line for line in text.splitlines() if line.startswith("Made on"))  # where the GRPO run trained
+    assert f"torch {torch.__version__}" in made_on and torch.backends.cpu.get_cpu_capability() in made_on
     assert (cfg.out_dir / "object_scale.png").stat().st_size > 0
     metrics = json.loads((cfg.out_dir / "eval" / "sft" / "metrics.json").read_text())
     assert metrics["n"] == cfg.n_eval and 0 <= metrics["pred"]["m_tIoU"] <= 1

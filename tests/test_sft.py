@@ -31,6 +31,7 @@ from stvg_lab.train.dataset import (
 )
 from stvg_lab.train.logging import JsonlLogCallback, read_log
 from stvg_lab.train.recipe import load_recipe
+from stvg_lab.train.runs import read_environment
 from stvg_lab.train.sft import run_sft
 from stvg_lab.video import reward_columns, tube_to_model
 
@@ -426,6 +427,16 @@ def test_run_records_its_recipe_and_checkpoints(full_run):
     assert load_recipe(full_run.final / "recipe.yaml") == full_run.recipe
     assert sorted(p.name for p in full_run.run.glob("checkpoint-*")) == ["checkpoint-2", "checkpoint-4"]
     assert (full_run.run / "base" / "config.json").is_file()  # the stand-in was built into the run
+    [env] = read_environment(full_run.run)
+    assert env["resumed_from"] is None and env["torch_threads"] == full_run.recipe.torch_threads == 1
+    assert env["packages"]["transformers"] == "5.23.0" and env["cpu_capability"] == torch.backends.cpu.get_cpu_capability()
+
+
+def test_a_broken_environment_line_is_named(tmp_path):
+    (tmp_path / "environment.jsonl").write_text('{"python": "3.11"}\n{"python": \n')
+    with pytest.raises(ValueError, match=r"environment.jsonl, line 2"):
+        read_environment(tmp_path)
+    assert read_environment(tmp_path / "never-ran") == []
 
 
 def test_labels_cover_exactly_the_answer(full_run):
@@ -472,6 +483,7 @@ def test_resume_after_a_crash_reaches_the_same_model(full_run, tmp_path):
         run_sft(recipe, callbacks=[_CrashAfterSave(2)])
     assert [p.name for p in (tmp_path / "run").glob("checkpoint-*")] == ["checkpoint-2"]
     final = run_sft(recipe, resume=True)
+    assert [Path(e["resumed_from"] or "").name for e in read_environment(tmp_path / "run")] == ["", "checkpoint-2"]
     losses = {r["step"]: r["loss"] for r in read_log(tmp_path / "run") if "loss" in r}
     expected = {r["step"]: r["loss"] for r in read_log(full_run.run) if "loss" in r}
     assert sorted(losses) == [1, 2, 3, 4]  # no step logged twice

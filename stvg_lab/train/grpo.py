@@ -22,6 +22,7 @@
 Run layout (``recipe.output_dir``)::
 
     recipe.yaml          the complete recipe, written before training
+    environment.jsonl    one line per start or resume: versions, CPU kernels, GPUs, commit (runs.record_environment)
     log.jsonl            one JSON object per logging step (JsonlLogCallback)
     checkpoint-<step>/   every save_steps; a killed run resumes from the last one (resume=True)
     adapter/             LoRA runs only: the trained adapter
@@ -59,7 +60,7 @@ import numpy as np
 
 from stvg_lab.train.grpo_video import VideoGRPOTrainer
 from stvg_lab.train.recipe import Recipe, add_recipe_arguments, recipe_from_args
-from stvg_lab.train.runs import FINAL_DIR, FullCheckpointResume, resume_point
+from stvg_lab.train.runs import FINAL_DIR, FullCheckpointResume, record_environment, resume_point
 from stvg_lab.train.sft import RECIPE_FILE, apply_prompt_order, freeze_vision_tower, load_for_training, resolve_model_path, save_run_recipe, world_size
 
 logger = logging.getLogger(__name__)
@@ -234,6 +235,7 @@ def run_grpo(recipe: Recipe, resume: bool = False, callbacks: Sequence[Any] = ()
     out = Path(recipe.output_dir)
     checkpoint = resume_point(out, resume)
 
+    recipe.apply_torch_threads()
     cuda = torch.cuda.is_available()
     config = grpo_config(recipe, cuda)
     funcs, weights = reward_setup(recipe.reward_variant, recipe.lambda_k, recipe.reward_scale)
@@ -242,6 +244,7 @@ def run_grpo(recipe: Recipe, resume: bool = False, callbacks: Sequence[Any] = ()
         if config.process_index == 0:
             out.mkdir(parents=True, exist_ok=True)
             save_run_recipe(recipe, out)
+            record_environment(out, checkpoint)
         init = init_checkpoint(recipe)
     model, processor = load_for_training(init, cuda)
     if not recipe.train_vision_tower:

@@ -286,7 +286,8 @@ class Recipe:
         )
 
     def apply_torch_threads(self) -> None:
-        """``torch.set_num_threads(torch_threads)`` when set (both trainers call it before building the model).
+        """``torch.set_num_threads(torch_threads)`` when set (both trainers call it before building the model; the
+        thread count each run used is in its ``environment.jsonl``).
 
         On a shared 2-core machine torch's default (one thread per core) oversubscribes the cores:
         the tiny SFT step at batch 4 took ~6 s with 2 threads beside other jobs and 0.56 s with 1.

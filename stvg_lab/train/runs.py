@@ -1,18 +1,103 @@
 """Run folders shared by SFT and GRPO: what counts as started, where to resume, and a resume that works.
 
-A run folder holds ``recipe.yaml``, ``checkpoint-<step>/`` folders, ``log.jsonl``/``log.csv`` and,
-when training finished, ``final/`` (loadable by ``stvg_lab.model.load_model``).
+A run folder holds ``recipe.yaml``, ``environment.jsonl``, ``checkpoint-<step>/`` folders,
+``log.jsonl``/``log.csv`` and, when training finished, ``final/`` (loadable by
+``stvg_lab.model.load_model``).
 """
 
 from __future__ import annotations
 
+import datetime
+import json
 import logging
+import platform
+import subprocess
+import sys
+from importlib import metadata
 from pathlib import Path
 from typing import Any
 
 logger = logging.getLogger(__name__)
 
 FINAL_DIR = "final"
+ENVIRONMENT_FILE = "environment.jsonl"
+# the packages whose versions change what a run computes (trl and transformers are pinned; the rest drift)
+PACKAGES = ("stvg-lab", "torch", "transformers", "trl", "peft", "accelerate", "vllm", "decord")
+
+
+def _version(package: str) -> str | None:
+    try:
+        return metadata.version(package)
+    except metadata.PackageNotFoundError:
+        return None
+
+
+def _git(*args: str) -> str | None:
+    """``git <args>`` in this package's folder, or None outside a git checkout (an installed wheel)."""
+    try:
+        done = subprocess.run(["git", *args], cwd=Path(__file__).parent, capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return done.stdout.strip() if done.returncode == 0 else None
+
+
+def run_environment() -> dict[str, Any]:
+    """What a run ran on, beyond its recipe: versions, CPU kernels, GPU, threads, the code's commit.
+
+    Why: one recipe at one seed is deterministic on one machine, but the same SFT on two machines of
+    the same kind parted by 4 points of m_tIoU (bench/LEARNING.md round 9), so a number is only
+    comparable with the environment it was made in. ``cpu_capability`` is the SIMD level torch's
+    CPU kernels dispatch to (e.g. AVX2 vs AVX512 changes float summation order).
+    """
+    import torch
+
+    cuda = torch.cuda.is_available()
+    status = _git("status", "--porcelain", "--untracked-files=no")
+    return {
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "machine": platform.machine(),
+        "packages": {name: _version(name) for name in PACKAGES},
+        "cpu_capability": torch.backends.cpu.get_cpu_capability(),
+        "torch_threads": torch.get_num_threads(),
+        "cuda": torch.version.cuda if cuda else None,
+        "gpus": [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())] if cuda else [],
+        "git_commit": _git("rev-parse", "HEAD"),
+        "git_dirty": None if status is None else bool(status),
+        "argv": sys.argv,
+    }
+
+
+def record_environment(run_dir: str | Path, resumed_from: str | None) -> Path:
+    """Append this start's :func:`run_environment` to ``run_dir/environment.jsonl`` (one line per start or resume)."""
+    path = Path(run_dir) / ENVIRONMENT_FILE
+    line = {"started": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+            "resumed_from": resumed_from, **run_environment()}
+    with path.open("a", encoding="utf-8") as f:
+        f.write(json.dumps(line) + "\n")
+    return path
+
+
+def environment_label(env: dict[str, Any]) -> str:
+    """One :func:`run_environment` record in a few words: CPU kernels, GPUs, the pinned stack, threads."""
+    p = env["packages"]
+    gpus = f", {'/'.join(env['gpus'])}" if env["gpus"] else ""
+    return (f"{env['cpu_capability']}{gpus}, torch {p['torch']}, transformers {p['transformers']}, trl {p['trl']}, "
+            f"{env['torch_threads']} thread(s)")
+
+
+def read_environment(run_dir: str | Path) -> list[dict[str, Any]]:
+    """The starts recorded in ``run_dir/environment.jsonl``, oldest first (empty for a run made before it existed)."""
+    path = Path(run_dir) / ENVIRONMENT_FILE
+    if not path.is_file():
+        return []
+    rows = []
+    for k, text in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+        try:
+            rows.append(json.loads(text))
+        except json.JSONDecodeError as e:
+            raise ValueError(f"{path}, line {k}: not JSON ({e.msg})") from e
+    return rows
 
 
 def existing_outputs(run_dir: str | Path) -> list[Path]:

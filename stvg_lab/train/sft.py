@@ -6,6 +6,7 @@ directory (``recipe.output_dir``) holds::
 
     recipe.yaml          the complete recipe, written before training starts
     recipe.before-resume-<k>.yaml   the previous recipe, when a resume changed it
+    environment.jsonl    one line per start or resume: versions, CPU kernels, GPUs, commit (runs.record_environment)
     base/                the CPU stand-in (only when model == "tiny"; built once, reused on resume)
     checkpoint-<step>/   every save_steps optimizer steps (model, optimizer, scheduler, RNG, trainer state)
     log.jsonl, log.csv   one record per logging step (stvg_lab.train.logging)
@@ -44,7 +45,7 @@ from typing import Any, Sequence
 
 from stvg_lab.model_parts import freeze_parts
 from stvg_lab.train.recipe import Recipe, add_recipe_arguments, load_recipe, recipe_from_args
-from stvg_lab.train.runs import FINAL_DIR, FullCheckpointResume, resume_point
+from stvg_lab.train.runs import FINAL_DIR, FullCheckpointResume, record_environment, resume_point
 
 logger = logging.getLogger(__name__)
 
@@ -215,6 +216,8 @@ def run_sft(recipe: Recipe, resume: bool = False, callbacks: Sequence[Any] = ())
         save_run_recipe(recipe, run_dir)
 
     recipe.apply_torch_threads()
+    if int(os.environ.get("RANK", "0")) == 0:
+        record_environment(run_dir, checkpoint)
     cuda = torch.cuda.is_available()
     model_path = resolve_model_path(recipe, run_dir)
     model, processor = load_for_training(model_path, cuda)
