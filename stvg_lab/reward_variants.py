@@ -15,7 +15,7 @@ from stvg_lab.rewards import DEFAULT_LAMBDA_K, DEFAULT_REWARD_FUNCS, RewardFunc,
 REWARD_TERMS: tuple[str, ...] = ("format", "consistency", "temporal", "spatial", "think")
 
 VARIANTS: tuple[str, ...] = ("full", "no_think_reward", "giou_only", "l1_only", "overlap_penalty", "no_think_bbox", "count_penalty",
-                             "count_symmetric")
+                             "count_symmetric", "union_spatial")
 
 
 def reward_weights(lambda_k: float = DEFAULT_LAMBDA_K) -> list[float]:
@@ -53,6 +53,8 @@ def reward_setup(
     * ``count_penalty``: spatial and think rewards score each box outside the claimed span at
       the floor (``count_rule="extra"``), as a missing box inside it already is.
     * ``count_symmetric``: also each frame of the span without a box (``count_rule="span"``).
+    * ``union_spatial``: Eq. 7's mean over the spans' union, as vIoU's (``count_rule="union"``;
+      an empty intersection scores the floor). Not the paper (bench/LEARNING.md round 9).
     * ``no_think_bbox`` (Table 5): the same as ``full``. The dataset's ``answer_format``
       column ("no_think") is what drops ``<think_bbox>``: then ``R_k = 0`` and
       ``R_s = R_spa^p``.
@@ -76,6 +78,8 @@ def reward_setup(
         funcs[3], funcs[4] = make_spatial_reward(count_rule="extra"), make_think_reward(count_rule="extra")
     elif variant == "count_symmetric":
         funcs[3], funcs[4] = make_spatial_reward(count_rule="span"), make_think_reward(count_rule="span")
+    elif variant == "union_spatial":
+        funcs[3], funcs[4] = make_spatial_reward(empty_overlap="floor", count_rule="union"), make_think_reward(count_rule="union")
     else:
         raise ValueError(f"unknown reward variant {variant!r}; choose one of {VARIANTS}")
     return funcs, scaled_weights(weights, scale)

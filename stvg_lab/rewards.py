@@ -40,6 +40,14 @@ Choices the paper leaves open, and the hardening against a policy that games the
   lists: a missing box still costs only where the ground truth has a box. ``count_rule="span"``
   (variant ``count_symmetric``) also floors each frame of the claimed span without a box, so
   neither too many nor too few boxes pays anywhere.
+* **Intersection vs union.** Eq. 7 averages over the spans' intersection; vIoU (the metric)
+  sums IoU over the intersection but divides by the union. So ``R_spa`` pays for boxes and not
+  for the span, and bench/LEARNING.md round 9 measured GRPO raising it on held-out answers (by
+  longer lists, or one central box) while m_vIoU stayed put. ``count_rule="union"`` (variant
+  ``union_spatial``, with ``empty_overlap="floor"``) takes Eq. 7's mean over the union as vIoU
+  does: each ground-truth box outside the intersection and each frame of the claimed span outside
+  the ground-truth span joins it at the floor, and each box outside the claimed span too (as
+  ``"extra"``). A consistent answer on the ground-truth span scores as under every rule.
 * **Annotation gaps.** A frame of the intersection with no ground-truth box is left out of
   both the sum and the count of Eq. 7. If no frame is left, ``R_spa = 0``.
 * **Empty intersection.** The paper sets the spatial reward to 0 (``empty_overlap="zero"``,
@@ -78,8 +86,8 @@ RewardFunc = Callable[..., list[float]]
 DEFAULT_TERMS: Terms = ("giou", "l1")
 DEFAULT_LAMBDA_K = 0.5
 EMPTY_OVERLAP_RULES: tuple[str, ...] = ("zero", "floor")
-COUNT_RULES: tuple[str, ...] = ("free", "extra", "span")
-_COUNT_SUFFIX = {"free": "", "extra": "_extra_floor", "span": "_count_floor"}  # reward __name__ suffix per rule
+COUNT_RULES: tuple[str, ...] = ("free", "extra", "span", "union")
+_COUNT_SUFFIX = {"free": "", "extra": "_extra_floor", "span": "_count_floor", "union": "_union_floor"}  # reward __name__ suffix per rule
 # per-frame range of each term of the Eq. 7 summand: +GIoU and -L1 (normalised L1 ∈ [0, 1])
 _TERM_BOUNDS: dict[str, tuple[float, float]] = {"giou": (-1.0, 1.0), "l1": (-1.0, 0.0)}
 
@@ -252,12 +260,13 @@ def _spatial_many(
     Returns ``(r_spa, empty)``, both (N,): ``r_spa`` is 0 where the intersection is empty or
     holds no ground-truth box, and ``empty`` marks an empty intersection (Eq. 6). With
     ``count_rule="extra"`` each box outside the list's span joins the mean at the floor; with
-    ``"span"`` so does each frame of the span without a box that Eq. 7 does not score already.
+    ``"span"`` so does each frame of the span without a box that Eq. 7 does not score already;
+    with ``"union"`` each frame of the spans' union outside the intersection (module docstring).
     """
     n = len(box_lists)
     floor = frame_bounds(terms)[0]
     empty = np.zeros(n, dtype=bool)
-    extra = np.zeros(n)  # (N,) count misses added at the floor: boxes outside the span (+ unscored gaps, "span")
+    extra = np.zeros(n)  # (N,) frames added at the floor: boxes outside the span (+ unscored gaps, "span"; + the union, "union")
     owner: list[int] = []  # (F,) which list each scored frame belongs to
     pred_px: list[Sequence[float]] = []  # (F, 4) predicted boxes in pixels, zeros where missing
     scale: list[tuple[float, float, float, float]] = []  # (F, 4) W, H, W, H of that frame
@@ -284,6 +293,8 @@ def _spatial_many(
             extra[i] = len(boxes) - inside
             if count_rule == "span":  # frames of the span without a box that Eq. 7 does not already floor
                 extra[i] += (span[1] - span[0] + 1 - inside) - missing_scored
+            elif count_rule == "union":  # vIoU's denominator: gt boxes outside the intersection + span frames outside the gt span
+                extra[i] += (len(gt.frames) - (hi - lo)) + (span[1] - span[0]) - (inter[1] - inter[0])
     r_spa = np.zeros(n)
     if owner:
         pred = np.clip(np.asarray(pred_px, dtype=np.float64) / np.asarray(scale), 0.0, 1.0)
@@ -590,10 +601,12 @@ REWARDS: dict[str, RewardFunc] = {
         make_spatial_reward(empty_overlap="floor"),
         make_spatial_reward(count_rule="extra"),
         make_spatial_reward(count_rule="span"),
+        make_spatial_reward(empty_overlap="floor", count_rule="union"),
         make_think_reward(("giou",)),
         make_think_reward(("l1",)),
         make_think_reward(count_rule="extra"),
         make_think_reward(count_rule="span"),
+        make_think_reward(count_rule="union"),
         total_reward,
     )
 }

@@ -85,6 +85,7 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "overlap_penalty": {"reward_variant": "overlap_penalty"},
     "count_penalty": {"reward_variant": "count_penalty"},
     "count_symmetric": {"reward_variant": "count_symmetric"},
+    "union_spatial": {"reward_variant": "union_spatial"},
 }
 """Named variants -> recipe overrides; ``lambda_k=<x>`` is parsed by :func:`variant_overrides`."""
 PAPER_GRID: tuple[str, ...] = (
