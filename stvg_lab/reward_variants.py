@@ -53,8 +53,8 @@ def reward_setup(
     * ``count_penalty``: spatial and think rewards score each box outside the claimed span at
       the floor (``count_rule="extra"``), as a missing box inside it already is.
     * ``count_symmetric``: also each frame of the span without a box (``count_rule="span"``).
-    * ``union_spatial``: Eq. 7's mean over the spans' union, as vIoU's (``count_rule="union"``;
-      an empty intersection scores the floor). Not the paper (bench/LEARNING.md round 9).
+    * ``union_spatial``: Eq. 7 in vIoU's shape, per-frame scores in ``[0, 1]`` averaged over the
+      spans' union (``count_rule="union"``). Not the paper (bench/LEARNING.md round 9).
     * ``no_think_bbox`` (Table 5): the same as ``full``. The dataset's ``answer_format``
       column ("no_think") is what drops ``<think_bbox>``: then ``R_k = 0`` and
       ``R_s = R_spa^p``.
@@ -79,7 +79,7 @@ def reward_setup(
     elif variant == "count_symmetric":
         funcs[3], funcs[4] = make_spatial_reward(count_rule="span"), make_think_reward(count_rule="span")
     elif variant == "union_spatial":
-        funcs[3], funcs[4] = make_spatial_reward(empty_overlap="floor", count_rule="union"), make_think_reward(count_rule="union")
+        funcs[3], funcs[4] = make_spatial_reward(count_rule="union"), make_think_reward(count_rule="union")
     else:
         raise ValueError(f"unknown reward variant {variant!r}; choose one of {VARIANTS}")
     return funcs, scaled_weights(weights, scale)

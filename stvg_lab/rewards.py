@@ -44,10 +44,13 @@ Choices the paper leaves open, and the hardening against a policy that games the
   sums IoU over the intersection but divides by the union. So ``R_spa`` pays for boxes and not
   for the span, and bench/LEARNING.md round 9 measured GRPO raising it on held-out answers (by
   longer lists, or one central box) while m_vIoU stayed put. ``count_rule="union"`` (variant
-  ``union_spatial``, with ``empty_overlap="floor"``) takes Eq. 7's mean over the union as vIoU
-  does: each ground-truth box outside the intersection and each frame of the claimed span outside
-  the ground-truth span joins it at the floor, and each box outside the claimed span too (as
-  ``"extra"``). A consistent answer on the ground-truth span scores as under every rule.
+  ``union_spatial``) has vIoU's shape: each frame's ``GIoU - L1`` is rescaled to ``[0, 1]`` (the
+  floor -2 maps to 0), and the mean runs over the union, each ground-truth box outside the
+  intersection, each frame of the claimed span outside the ground-truth span and each box outside
+  the claimed span (as ``"extra"``) adding a 0; an empty intersection scores 0, as vIoU does. So
+  ``R_spa ∈ [0, 1]``, ``R_s ∈ [0, 2]``, ``R_k ∈ [0, 1]``. Why rescaled: with the floor at -2 the
+  same mean made a typical answer's total negative, below the 0 of an answer that does not parse,
+  and GRPO learned to break the format (5 % of greedy answers parsed; round 9).
 * **Annotation gaps.** A frame of the intersection with no ground-truth box is left out of
   both the sum and the count of Eq. 7. If no frame is left, ``R_spa = 0``.
 * **Empty intersection.** The paper sets the spatial reward to 0 (``empty_overlap="zero"``,
@@ -87,7 +90,7 @@ DEFAULT_TERMS: Terms = ("giou", "l1")
 DEFAULT_LAMBDA_K = 0.5
 EMPTY_OVERLAP_RULES: tuple[str, ...] = ("zero", "floor")
 COUNT_RULES: tuple[str, ...] = ("free", "extra", "span", "union")
-_COUNT_SUFFIX = {"free": "", "extra": "_extra_floor", "span": "_count_floor", "union": "_union_floor"}  # reward __name__ suffix per rule
+_COUNT_SUFFIX = {"free": "", "extra": "_extra_floor", "span": "_count_floor", "union": "_union"}  # reward __name__ suffix per rule
 # per-frame range of each term of the Eq. 7 summand: +GIoU and -L1 (normalised L1 ∈ [0, 1])
 _TERM_BOUNDS: dict[str, tuple[float, float]] = {"giou": (-1.0, 1.0), "l1": (-1.0, 0.0)}
 
@@ -261,10 +264,13 @@ def _spatial_many(
     holds no ground-truth box, and ``empty`` marks an empty intersection (Eq. 6). With
     ``count_rule="extra"`` each box outside the list's span joins the mean at the floor; with
     ``"span"`` so does each frame of the span without a box that Eq. 7 does not score already;
-    with ``"union"`` each frame of the spans' union outside the intersection (module docstring).
+    with ``"union"`` each frame of the spans' union outside the intersection, every frame's
+    score rescaled to ``[0, 1]`` so that the floor is 0 (module docstring).
     """
     n = len(box_lists)
-    floor = frame_bounds(terms)[0]
+    lo_frame, hi_frame = frame_bounds(terms)
+    union = count_rule == "union"
+    floor = 0.0 if union else lo_frame  # what a missing box or an added frame scores
     empty = np.zeros(n, dtype=bool)
     extra = np.zeros(n)  # (N,) frames added at the floor: boxes outside the span (+ unscored gaps, "span"; + the union, "union")
     owner: list[int] = []  # (F,) which list each scored frame belongs to
@@ -298,7 +304,9 @@ def _spatial_many(
     r_spa = np.zeros(n)
     if owner:
         pred = np.clip(np.asarray(pred_px, dtype=np.float64) / np.asarray(scale), 0.0, 1.0)
-        per_frame = np.where(present, _frame_scores(pred, np.concatenate(gt_parts), terms), floor)
+        per_frame = np.where(present, _frame_scores(pred, np.concatenate(gt_parts), terms), lo_frame)  # (F,)
+        if union:  # vIoU's shape: [0, 1] per frame, so no parsed answer scores below a rejected one (0)
+            per_frame = (per_frame - lo_frame) / (hi_frame - lo_frame)
         sums = np.bincount(owner, weights=per_frame, minlength=n) + floor * extra
         counts = np.bincount(owner, minlength=n) + extra
         r_spa = np.divide(sums, counts, out=np.zeros(n), where=counts > 0)
@@ -504,9 +512,13 @@ class SpatialReward:
         suffix += "_overlap_floor" if self.empty_overlap == "floor" else ""
         return "spatial_reward" + suffix + _COUNT_SUFFIX[self.count_rule]
 
+    def __post_init__(self) -> None:
+        if self.count_rule == "union" and self.empty_overlap == "floor":
+            raise ValueError("count_rule='union' scores an empty intersection 0, as vIoU does; it takes empty_overlap='zero'")
+
     @property
     def bounds(self) -> tuple[float, float]:
-        return spatial_bounds(self.terms)
+        return (0.0, 2.0) if self.count_rule == "union" else spatial_bounds(self.terms)
 
     def __call__(self, completions: Sequence[Any], **kwargs: Any) -> list[float]:
         parsed = _parse_all(completions, kwargs)
@@ -528,7 +540,7 @@ class ThinkReward:
 
     @property
     def bounds(self) -> tuple[float, float]:
-        return think_bounds(self.terms)
+        return (0.0, 1.0) if self.count_rule == "union" else think_bounds(self.terms)
 
     def __call__(self, completions: Sequence[Any], **kwargs: Any) -> list[float]:
         parsed = _parse_all(completions, kwargs)
@@ -551,6 +563,9 @@ class TotalReward:
         name += _COUNT_SUFFIX[self.count_rule]
         return name + ("" if self.lambda_k == DEFAULT_LAMBDA_K else f"_lambda{self.lambda_k:g}")
 
+    def __post_init__(self) -> None:
+        SpatialReward(self.terms, self.empty_overlap, self.count_rule)  # the same combination check
+
     @property
     def bounds(self) -> tuple[float, float]:
         return total_bounds(self.terms, self.lambda_k)
@@ -563,8 +578,8 @@ class TotalReward:
 
 def make_spatial_reward(terms: Sequence[str] = DEFAULT_TERMS, empty_overlap: str = "zero", count_rule: str = "free") -> SpatialReward:
     """A spatial reward (Eq. 8) variant: ``terms`` ⊆ (giou, l1) (Table 7), ``empty_overlap``
-    "zero" (paper) or "floor" (overlap penalty), ``count_rule`` "free", "extra" or "span" (module
-    docstring). Named e.g. ``spatial_reward_giou``, ``spatial_reward_extra_floor``."""
+    "zero" (paper) or "floor" (overlap penalty), ``count_rule`` "free", "extra", "span" or "union"
+    (module docstring). Named e.g. ``spatial_reward_giou``, ``spatial_reward_extra_floor``."""
     return SpatialReward(_check_terms(terms), _check_empty_overlap(empty_overlap), _check_count_rule(count_rule))
 
 
@@ -601,7 +616,7 @@ REWARDS: dict[str, RewardFunc] = {
         make_spatial_reward(empty_overlap="floor"),
         make_spatial_reward(count_rule="extra"),
         make_spatial_reward(count_rule="span"),
-        make_spatial_reward(empty_overlap="floor", count_rule="union"),
+        make_spatial_reward(count_rule="union"),
         make_think_reward(("giou",)),
         make_think_reward(("l1",)),
         make_think_reward(count_rule="extra"),

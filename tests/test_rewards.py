@@ -218,24 +218,29 @@ VARIANT_CASES = [
     ("span_floor_two_late", make_spatial_reward(count_rule="span"), answer((3, 7), tube(3, 9, G), tube(3, 7, G)), "paper", 1 + 1 / 7),
     # a gap inside the intersection is floored once, not twice
     ("span_floor_one_short", make_spatial_reward(count_rule="span"), answer((3, 7), tube(3, 6, G), tube(3, 7, G)), "paper", 1.4),
-    # union rule: Eq. 7's mean over the spans' union (gt 3-7), as vIoU's; the rest of the union at the floor
-    ("union_floor_consistent", make_spatial_reward(count_rule="union"), PERFECT, "paper", 2.0),
-    # span 3-9: 8, 9 outside the gt span, per list (5 - 2 * 2) / 7
-    ("union_floor_span_too_long", make_spatial_reward(count_rule="union"), answer((3, 9), tube(3, 9, G)), "paper", 2 / 7),
+    # union rule, vIoU's shape: per frame (GIoU - L1 + 2) / 3 in [0, 1], averaged over the spans' union (gt 3-7),
+    # every frame of the union outside the intersection adding a 0
+    ("union_consistent", make_spatial_reward(count_rule="union"), PERFECT, "paper", 2.0),
+    ("union_shifted_boxes", make_spatial_reward(count_rule="union"), answer((3, 7), tube(3, 7, SHIFT)), "paper",
+     2 * (GIOU_L1_SHIFT + 2) / 3),
+    # the worst boxes still score above a rejected answer's 0: GIoU -0.609375, L1 0.45
+    ("union_far_boxes", make_spatial_reward(count_rule="union"), answer((3, 7), tube(3, 7, FAR)), "paper",
+     2 * (-0.609375 - 0.45 + 2) / 3),
+    # span 3-9: 8, 9 outside the gt span, 5/7 per list
+    ("union_span_too_long", make_spatial_reward(count_rule="union"), answer((3, 9), tube(3, 9, G)), "paper", 10 / 7),
     ("free_span_too_long", spatial_reward, answer((3, 9), tube(3, 9, G)), "paper", 2.0),
-    # span 5-7: gt boxes 3, 4 outside the intersection, per list (3 - 2 * 2) / 5
-    ("union_floor_starts_late", make_spatial_reward(count_rule="union"), answer((5, 7), tube(5, 7, G)), "paper", -0.4),
+    # span 5-7: gt boxes 3, 4 outside the intersection, 3/5 per list
+    ("union_starts_late", make_spatial_reward(count_rule="union"), answer((5, 7), tube(5, 7, G)), "paper", 1.2),
     ("span_floor_starts_late", make_spatial_reward(count_rule="span"), answer((5, 7), tube(5, 7, G)), "paper", 2.0),
-    # span 1-5: 1, 2 and the gt's 6, 7 outside the intersection 3-5: (3 - 2 * 4) / 7 per list
-    ("union_floor_shifted_span", make_spatial_reward(count_rule="union"), answer((1, 5), tube(1, 5, G)), "paper", -10 / 7),
-    # count misses as under "span": one short (4 - 2) / 5 + think 1; two boxes past the span (5 - 4) / 7 + 1
-    ("union_floor_one_short", make_spatial_reward(count_rule="union"), answer((3, 7), tube(3, 6, G), tube(3, 7, G)), "paper", 1.4),
-    ("union_floor_two_late", make_spatial_reward(count_rule="union"), answer((3, 7), tube(3, 9, G), tube(3, 7, G)), "paper", 1 + 1 / 7),
-    # the variant's empty intersection scores the floor, -2 per list; the rule alone keeps the paper's 0
-    ("union_floor_empty", make_spatial_reward(count_rule="union"), answer((10, 12), tube(10, 12, G)), "paper", 0.0),
-    ("union_variant_empty", make_spatial_reward(empty_overlap="floor", count_rule="union"), answer((10, 12), tube(10, 12, G)), "paper", -4.0),
-    # think: R_spa^p 1 - R_spa^t over the union (its list covers 3-9 of a 3-9 span: (5 - 4) / 7)
-    ("think_union_floor", make_think_reward(count_rule="union"), answer((3, 7), tube(3, 7, G), tube(3, 9, G)), "paper", 6 / 7),
+    # span 1-5: 1, 2 and the gt's 6, 7 outside the intersection 3-5: 3/7 per list
+    ("union_shifted_span", make_spatial_reward(count_rule="union"), answer((1, 5), tube(1, 5, G)), "paper", 6 / 7),
+    # count misses: one box short 4/5 + think 1; two boxes past the span 5/7 + think 1
+    ("union_one_short", make_spatial_reward(count_rule="union"), answer((3, 7), tube(3, 6, G), tube(3, 7, G)), "paper", 1.8),
+    ("union_two_late", make_spatial_reward(count_rule="union"), answer((3, 7), tube(3, 9, G), tube(3, 7, G)), "paper", 12 / 7),
+    # an empty intersection scores 0, as vIoU does
+    ("union_empty", make_spatial_reward(count_rule="union"), answer((10, 12), tube(10, 12, G)), "paper", 0.0),
+    # think: R_spa^p 1 - R_spa^t 5/7 (its list has two boxes past the span)
+    ("think_union", make_think_reward(count_rule="union"), answer((3, 7), tube(3, 7, G), tube(3, 9, G)), "paper", 2 / 7),
     # total: R_f 1 + R_c 0 + R_t 1 + R_s (1 + 1/7) + 0.5 * R_k 0
     ("total_extra_floor", make_total_reward(count_rule="extra"), answer((3, 7), tube(3, 9, G), tube(3, 7, G)), "paper", 3 + 1 / 7),
 ]
@@ -244,6 +249,14 @@ VARIANT_CASES = [
 @pytest.mark.parametrize("func, text, fmt, expected", [c[1:] for c in VARIANT_CASES], ids=[c[0] for c in VARIANT_CASES])
 def test_variant_cases(func, text, fmt, expected):
     assert func([text], **columns(1, GT_SPAN, GT_ROWS, SIZE, fmt)) == pytest.approx([expected], abs=1e-9)
+
+
+def test_the_union_rule_refuses_the_floor_on_an_empty_intersection():
+    # vIoU scores an empty intersection 0; a floor there would put a parsed answer below a rejected one
+    with pytest.raises(ValueError, match="empty_overlap='zero'"):
+        make_spatial_reward(empty_overlap="floor", count_rule="union")
+    with pytest.raises(ValueError, match="empty_overlap='zero'"):
+        make_total_reward(empty_overlap="floor", count_rule="union")
 
 
 @pytest.mark.parametrize(
@@ -264,8 +277,8 @@ def test_variant_cases(func, text, fmt, expected):
         (make_total_reward(count_rule="extra"), "total_reward_extra_floor"),
         (make_spatial_reward(count_rule="span"), "spatial_reward_count_floor"),
         (make_think_reward(count_rule="span"), "think_reward_count_floor"),
-        (make_spatial_reward(empty_overlap="floor", count_rule="union"), "spatial_reward_overlap_floor_union_floor"),
-        (make_think_reward(count_rule="union"), "think_reward_union_floor"),
+        (make_spatial_reward(count_rule="union"), "spatial_reward_union"),
+        (make_think_reward(count_rule="union"), "think_reward_union"),
     ],
 )
 def test_factory_names(func, name):
@@ -290,12 +303,12 @@ EXPECTED_BOUNDS = {
     "spatial_reward_overlap_floor": (-4, 2),
     "spatial_reward_extra_floor": (-4, 2),  # extra boxes score the floor: the mean stays in [-2, 1]
     "spatial_reward_count_floor": (-4, 2),
-    "spatial_reward_overlap_floor_union_floor": (-4, 2),
+    "spatial_reward_union": (0, 2),
     "think_reward_giou": (0, 2),
     "think_reward_l1": (0, 1),
     "think_reward_extra_floor": (0, 3),
     "think_reward_count_floor": (0, 3),
-    "think_reward_union_floor": (0, 3),
+    "think_reward_union": (0, 1),
     # parsed: R >= 1 + (-4); top: R_s and R_k cannot both be high for λk <= 1
     "total_reward": (-3, 5),
 }
@@ -340,8 +353,7 @@ SETUP_CASES = [
     ("no_think_bbox", 0.5, DEFAULT_NAMES, [1, 1, 1, 1, 0.5]),  # the answer_format column does the work
     ("count_penalty", 0.5, DEFAULT_NAMES[:3] + ["spatial_reward_extra_floor", "think_reward_extra_floor"], [1, 1, 1, 1, 0.5]),
     ("count_symmetric", 0.5, DEFAULT_NAMES[:3] + ["spatial_reward_count_floor", "think_reward_count_floor"], [1, 1, 1, 1, 0.5]),
-    ("union_spatial", 0.5, DEFAULT_NAMES[:3] + ["spatial_reward_overlap_floor_union_floor", "think_reward_union_floor"],
-     [1, 1, 1, 1, 0.5]),
+    ("union_spatial", 0.5, DEFAULT_NAMES[:3] + ["spatial_reward_union", "think_reward_union"], [1, 1, 1, 1, 0.5]),
 ]
 
 
