@@ -3,9 +3,8 @@
     .venv/bin/python bench/heldout_reward.py --root bench/out/grpo_sweep_spread --data data/synthetic_spread
 
 For every ``<root>/start`` and ``<root>/<variant>/seed<k>`` that ``bench/grpo_sweep.py`` scored, the
-saved greedy answers (``eval/predictions.jsonl``) are scored by the reward functions exactly as TRL
-calls them (``stvg_lab.reward_variants.reward_setup``, one batch, every column a list), against
-each test clip's reward columns on the model's frames (``stvg_lab.video.reward_columns`` on the
+saved greedy answers (``eval/predictions.jsonl``) are scored by the reward functions' own code
+(``stvg_lab.rewards.score_completion``), against each test clip's reward columns on the model's frames (``stvg_lab.video.reward_columns`` on the
 recipe's ``fps`` / ``max_side`` layout). One yardstick for every row: the paper's ``full`` variant,
 λk = 0.5, unit weights, whatever the run trained on. A row whose reward rises while its m_tIoU /
 m_vIoU fall is a run that learned what the reward pays and the metrics do not (bench/LEARNING.md
@@ -26,26 +25,20 @@ TERMS = ("format", "consistency", "temporal", "spatial", "think")
 
 
 def reward_terms(texts: Sequence[str], columns: Sequence[dict[str, Any]], answer_format: str,
-                 variant: str = "full", lambda_k: float = 0.5) -> dict[str, float]:
+                 lambda_k: float = 0.5) -> dict[str, float]:
     """Mean of each reward term and of Eq. 10's weighted sum over ``texts``, each scored against its ``columns``.
 
     ``columns[i]``: ``gt_span``, ``gt_tube``, ``frame_size`` of answer ``i`` (``reward_columns``).
-    An answer that does not parse scores what the reward functions give it (0 on every term).
+    Scored by :func:`stvg_lab.rewards.score_completion`, the code of the reward functions; an
+    answer that does not parse scores 0 on every term.
     """
-    from stvg_lab.reward_variants import reward_setup
+    from stvg_lab.rewards import score_completion
 
     if len(texts) != len(columns) or not texts:
         raise ValueError(f"reward_terms: {len(texts)} answers for {len(columns)} column sets")
-    funcs, weights = reward_setup(variant, lambda_k)
-    batch = {key: [c[key] for c in columns] for key in ("gt_span", "gt_tube", "frame_size")}
-    batch["answer_format"] = [answer_format] * len(texts)
-    out, total = {}, [0.0] * len(texts)
-    for term, f, w in zip(TERMS, funcs, weights):
-        values = f(list(texts), **batch)  # (N,) floats
-        out[term] = sum(values) / len(values)
-        total = [t + w * v for t, v in zip(total, values)]
-    out["total"] = sum(total) / len(total)
-    return out
+    scored = [score_completion(t, c["gt_span"], c["gt_tube"], c["frame_size"], answer_format, lambda_k)
+              for t, c in zip(texts, columns)]
+    return {k: sum(r[k] for r in scored) / len(scored) for k in (*TERMS, "total")}
 
 
 def score_dir(eval_dir: Path, by_id: dict[str, dict[str, Any]], answer_format: str) -> dict[str, float]:

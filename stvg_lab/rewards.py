@@ -129,26 +129,32 @@ def frame_bounds(terms: Sequence[str] = DEFAULT_TERMS) -> tuple[float, float]:
     return sum(_TERM_BOUNDS[t][0] for t in terms), sum(_TERM_BOUNDS[t][1] for t in terms)
 
 
-def spatial_bounds(terms: Sequence[str] = DEFAULT_TERMS) -> tuple[float, float]:
+def scored_bounds(terms: Sequence[str] = DEFAULT_TERMS, count_rule: str = "free") -> tuple[float, float]:
+    """Range of what one frame adds to Eq. 7's mean: :func:`frame_bounds`, or ``(0, 1)`` under the
+    union rule, which rescales each frame to vIoU's range (module docstring)."""
+    return (0.0, 1.0) if _check_count_rule(count_rule) == "union" else frame_bounds(terms)
+
+
+def spatial_bounds(terms: Sequence[str] = DEFAULT_TERMS, count_rule: str = "free") -> tuple[float, float]:
     """Range of ``R_s`` (Eq. 8), two box lists: (-4, 2) for GIoU - L1."""
-    lo, hi = frame_bounds(terms)
+    lo, hi = scored_bounds(terms, count_rule)
     return 2 * lo, max(2 * hi, hi)
 
 
-def think_bounds(terms: Sequence[str] = DEFAULT_TERMS) -> tuple[float, float]:
+def think_bounds(terms: Sequence[str] = DEFAULT_TERMS, count_rule: str = "free") -> tuple[float, float]:
     """Range of ``R_k`` (Eq. 9): (0, 3) for GIoU - L1."""
-    lo, hi = frame_bounds(terms)
+    lo, hi = scored_bounds(terms, count_rule)
     return 0.0, hi - lo
 
 
-def total_bounds(terms: Sequence[str] = DEFAULT_TERMS, lambda_k: float = DEFAULT_LAMBDA_K) -> tuple[float, float]:
+def total_bounds(terms: Sequence[str] = DEFAULT_TERMS, lambda_k: float = DEFAULT_LAMBDA_K, count_rule: str = "free") -> tuple[float, float]:
     """Range of ``R`` (Eq. 10): (-3, 5) for GIoU - L1 and ``λk ≤ 1``.
 
     A parsed answer has ``R_f = 1`` and ``R_s ≥ 2·lo``, so ``R ≥ 1 + 2·lo``; a rejected one
     scores 0. At the top, ``R_s + λk R_k = (1 + λk) R_spa^p + (1 - λk) R_spa^t`` (Eq. 9
     active) is linear in ``R_spa^t``, so its maximum sits at ``R_spa^t = hi`` or ``lo``.
     """
-    lo, hi = frame_bounds(terms)
+    lo, hi = scored_bounds(terms, count_rule)
     lam = check_lambda(lambda_k)
     return min(0.0, 1 + 2 * lo), 3 + max(2 * hi, (1 + lam) * hi + (1 - lam) * lo)
 
@@ -518,7 +524,7 @@ class SpatialReward:
 
     @property
     def bounds(self) -> tuple[float, float]:
-        return (0.0, 2.0) if self.count_rule == "union" else spatial_bounds(self.terms)
+        return spatial_bounds(self.terms, self.count_rule)
 
     def __call__(self, completions: Sequence[Any], **kwargs: Any) -> list[float]:
         parsed = _parse_all(completions, kwargs)
@@ -540,7 +546,7 @@ class ThinkReward:
 
     @property
     def bounds(self) -> tuple[float, float]:
-        return (0.0, 1.0) if self.count_rule == "union" else think_bounds(self.terms)
+        return think_bounds(self.terms, self.count_rule)
 
     def __call__(self, completions: Sequence[Any], **kwargs: Any) -> list[float]:
         parsed = _parse_all(completions, kwargs)
@@ -568,7 +574,7 @@ class TotalReward:
 
     @property
     def bounds(self) -> tuple[float, float]:
-        return total_bounds(self.terms, self.lambda_k)
+        return total_bounds(self.terms, self.lambda_k, self.count_rule)
 
     def __call__(self, completions: Sequence[Any], **kwargs: Any) -> list[float]:
         parsed = _parse_all(completions, kwargs)

@@ -28,8 +28,10 @@ from stvg_lab.rewards import (
     make_think_reward,
     make_total_reward,
     score_completion,
+    spatial_bounds,
     spatial_reward,
     temporal_reward,
+    think_bounds,
     think_reward,
     total_bounds,
     total_reward,
@@ -331,6 +333,13 @@ def test_reward_bounds_literally():
 )
 def test_total_bounds(terms, lam, bounds):
     assert total_bounds(terms, lam) == bounds
+
+
+def test_union_bounds_are_viou_shaped():
+    # per frame in [0, 1]: R_s in [0, 2], R_k in [0, 1], and no total below a rejected answer's 0
+    assert spatial_bounds(count_rule="union") == (0, 2) and think_bounds(count_rule="union") == (0, 1)
+    assert total_bounds(lambda_k=0.5, count_rule="union") == (0, 5)
+    assert make_total_reward(count_rule="union").bounds == (0, 5)
 
 
 def test_frame_bounds():

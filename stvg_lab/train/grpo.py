@@ -238,7 +238,7 @@ def run_grpo(recipe: Recipe, resume: bool = False, callbacks: Sequence[Any] = ()
     recipe.apply_torch_threads()
     cuda = torch.cuda.is_available()
     config = grpo_config(recipe, cuda)
-    funcs, weights = reward_setup(recipe.reward_variant, recipe.lambda_k, recipe.reward_scale)
+    funcs = reward_setup(recipe.reward_variant, recipe.lambda_k, recipe.reward_scale)[0]  # their weights are in config
     # Rank 0 first: with init_from=base and model=tiny it builds the stand-in the others then load.
     with config.main_process_first(local=False, desc="GRPO set-up"):
         if config.process_index == 0:
@@ -267,7 +267,7 @@ def run_grpo(recipe: Recipe, resume: bool = False, callbacks: Sequence[Any] = ()
         recipe.name, init, len(samples), recipe.num_generations,
         config.per_device_train_batch_size * config.gradient_accumulation_steps * config.world_size,
         recipe.beta, recipe.epsilon, recipe.learning_rate,
-        dict(zip(trainer.reward_func_names, weights)), f"; resuming from {checkpoint}" if checkpoint else "",
+        dict(zip(trainer.reward_func_names, config.reward_weights)), f"; resuming from {checkpoint}" if checkpoint else "",
     )
     trainer.train(resume_from_checkpoint=checkpoint)
     final = save_final(trainer, recipe, out)
