@@ -46,6 +46,8 @@ def test_layout_and_manifest(root):
     assert manifest["clip_seconds"] == 4.0 and manifest["fps"] == 8.0 and manifest["num_frames"] == 32
     assert manifest["seed"] == 0 and manifest["generator_version"] == synth.GENERATOR_VERSION
     assert SynthConfig.from_dict(manifest["config"]) == SynthConfig()  # the config round-trips
+    if manifest["codec"] == "libx264":  # how the videos were encoded, for the ensure_synthetic check
+        assert manifest["encoder_options"] == {"crf": 18, **synth.X264_OPTIONS}
     for split in SPLITS:
         recs, meta = _records(root, split), _records(root, split, "meta")
         assert len(recs) == COUNTS[split] and set(recs) == set(meta)
@@ -98,14 +100,32 @@ def test_target_pixels_match_the_annotation(root):
             assert np.abs(px - PALETTE[colour]).max() < 60, (name, f, px, colour)
 
 
+def _files(root: Path) -> dict[str, bytes]:
+    return {p.relative_to(root).as_posix(): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+
+
 def test_same_seed_same_dataset_other_seed_differs(root, tmp_path):
+    # Every byte, videos included: a GRPO run on a regenerated benchmark then repeats to the bit.
     again = _generate(tmp_path / "again", seed=0)
     other = _generate(tmp_path / "other", seed=1)
+    mine, theirs = _files(root), _files(again)
+    assert sorted(mine) == sorted(theirs)
+    assert [name for name in mine if mine[name] != theirs[name]] == []
     for split in SPLITS:
         for kind in ("v2", "meta"):
             rel = Path("annotations") / f"{split}_{kind}.json"
-            assert (again / rel).read_bytes() == (root / rel).read_bytes()
             assert (other / rel).read_bytes() != (root / rel).read_bytes()
+
+
+def test_encoding_does_not_depend_on_what_was_encoded_before(tmp_path):
+    # x264's default B-frames made a clip's bytes depend on the encoder's history in the process
+    # (synth.X264_OPTIONS); encode the same frames around other clips and expect one file.
+    cfg = SynthConfig()
+    clips = [synth.render_frames(cfg, make_scene(cfg, "test", np.random.default_rng([0, 2, i]))["objects"]) for i in range(4)]
+    first = synth.write_video(tmp_path / "a.mp4", clips[0], cfg.fps).read_bytes()
+    for i in (1, 2, 0, 3, 0, 0):
+        synth.write_video(tmp_path / "b.mp4", clips[i], cfg.fps)
+        assert synth.write_video(tmp_path / "a.mp4", clips[0], cfg.fps).read_bytes() == first, f"after clip {i}"
 
 
 def test_splits_are_disjoint(root):
@@ -272,6 +292,21 @@ def test_ensure_synthetic_generates_once_and_refuses_a_foreign_folder(tmp_path):
     with pytest.raises(ValueError, match="no dataset.json"):
         ensure_synthetic(tmp_path / "other", 2, 1, 1)
     assert (tmp_path / "other" / "notes.txt").read_text() == "mine"  # nothing overwritten
+
+
+def test_ensure_synthetic_warns_about_a_dataset_of_the_old_encoder(tmp_path, caplog):
+    from stvg_lab.data.synth import ensure_synthetic
+
+    root = ensure_synthetic(tmp_path / "s", 2, 1, 1, seed=0)
+    with caplog.at_level("WARNING", logger="stvg_lab.data.synth"):
+        ensure_synthetic(root, 2, 1, 1)
+    assert not caplog.records  # made by this generator: no warning
+    manifest = json.loads((root / "dataset.json").read_text())
+    del manifest["encoder_options"]  # as generators before round 10 wrote it
+    (root / "dataset.json").write_text(json.dumps(manifest))
+    with caplog.at_level("WARNING", logger="stvg_lab.data.synth"):
+        ensure_synthetic(root, 2, 1, 1)
+    assert "dataset.json was encoded by an older generator" in caplog.text and "--overwrite" in caplog.text
 
 
 def test_lighting_encodes_x_y_and_time_in_r_g_b():

@@ -34,8 +34,9 @@ path runs on it)::
     <root>/annotations/{split}_meta.json   difficulty tags and attributes, same keys
     <root>/videos/<name>.mp4               h264 yuv420p (mpeg4 when libx264 is missing)
 
-Every video is drawn from its own random stream ``default_rng([seed, split, index])``, so
-the same seed and config give identical annotations whatever the worker count.
+Every video is drawn from its own random stream ``default_rng([seed, split, index])`` and encoded
+by settings whose output does not depend on the process's history (``X264_OPTIONS``), so the same
+seed and config give the same files, videos byte for byte, whatever the worker count.
 """
 
 from __future__ import annotations
@@ -93,6 +94,15 @@ def pick_codec(preferred: str = "libx264") -> str:
     raise RuntimeError("PyAV can encode neither libx264 nor mpeg4; install a PyAV wheel with FFmpeg codecs")
 
 
+# x264's macroblock-tree rate control (mbtree, on at "veryfast") reads uninitialised stack memory
+# (valgrind: `valgrind .venv/bin/python -c ...write_video...`, errors inside libx264 only with mbtree
+# on), so one clip's bytes depended on what the process had done before: up to 28 grey levels apart
+# decoded, 45 of 150 clips differing between two generations, and every GRPO run on a regenerated
+# benchmark different (bench/LEARNING.md round 10). Without it the encoder is valgrind-clean and
+# byte-identical whatever came before (tests/test_synth.py); at the same crf files are ~2x larger.
+X264_OPTIONS = {"preset": "veryfast", "x264-params": "mbtree=0"}
+
+
 def write_video(path: str | Path, frames: np.ndarray, fps: float, codec: str = "libx264", crf: int = 18) -> Path:
     """Encode ``(N, H, W, 3)`` uint8 RGB frames as an mp4 (yuv420p; H and W even)."""
     import av
@@ -103,7 +113,7 @@ def write_video(path: str | Path, frames: np.ndarray, fps: float, codec: str = "
         stream = container.add_stream(codec, rate=rate)
         stream.width, stream.height, stream.pix_fmt = frames.shape[2], frames.shape[1], "yuv420p"
         if codec == "libx264":
-            stream.options = {"crf": str(crf), "preset": "veryfast"}
+            stream.options = {"crf": str(crf), **X264_OPTIONS}
         else:
             stream.bit_rate = 2_000_000
         # one thread: deterministic output, and the generator's 2 processes already fill 2 cores
@@ -223,6 +233,7 @@ def generate_synthetic(
             "width": cfg.width,
             "height": cfg.height,
             "codec": codec,
+            "encoder_options": {"crf": cfg.crf, **X264_OPTIONS} if codec == "libx264" else {"bit_rate": 2_000_000},
             "counts": counts,
             "annotation_format": "hcstvg-v2",
             "config": cfg_dict,
@@ -262,6 +273,11 @@ def ensure_synthetic(
     """
     root = Path(root)
     if (root / "dataset.json").is_file():
+        made = read_manifest(root)
+        if made.get("codec") == "libx264" and made.get("encoder_options", {}).get("x264-params") != X264_OPTIONS["x264-params"]:
+            logger.warning("%s was encoded by an older generator whose x264 settings gave different pixels on every "
+                           "generation (see synth.X264_OPTIONS); its numbers will not match the README's. Regenerate it: "
+                           "`stvg-lab data synth --out %s --overwrite`", root / "dataset.json", root)
         return root
     if root.exists() and any(root.iterdir()):
         raise ValueError(
