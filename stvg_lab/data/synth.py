@@ -94,13 +94,14 @@ def pick_codec(preferred: str = "libx264") -> str:
     raise RuntimeError("PyAV can encode neither libx264 nor mpeg4; install a PyAV wheel with FFmpeg codecs")
 
 
-# x264's macroblock-tree rate control (mbtree, on at "veryfast") reads uninitialised stack memory
-# (valgrind: `valgrind .venv/bin/python -c ...write_video...`, errors inside libx264 only with mbtree
-# on), so one clip's bytes depended on what the process had done before: up to 28 grey levels apart
-# decoded, 45 of 150 clips differing between two generations, and every GRPO run on a regenerated
-# benchmark different (bench/LEARNING.md round 10). Without it the encoder is valgrind-clean and
-# byte-identical whatever came before (tests/test_synth.py); at the same crf files are ~2x larger.
+# x264's macroblock-tree rate control (mbtree, on at "veryfast") reads uninitialised stack memory:
+# valgrind on a script that calls write_video reports errors inside libx264 with mbtree on and none
+# with it off (bisection in bench/LEARNING.md round 10). With it on, a clip's bytes depended on what
+# the process had encoded before: 809 of the default's 3,150 videos had other pixels (up to 28 grey
+# levels) on each generation, so no two fresh clones trained the same GRPO run. Without it two
+# generations are byte-identical (tests/test_synth.py); at the same crf the files are ~1.7x larger.
 X264_OPTIONS = {"preset": "veryfast", "x264-params": "mbtree=0"}
+MPEG4_BIT_RATE = 2_000_000  # the fallback codec when the PyAV build lacks libx264
 
 
 def write_video(path: str | Path, frames: np.ndarray, fps: float, codec: str = "libx264", crf: int = 18) -> Path:
@@ -115,7 +116,7 @@ def write_video(path: str | Path, frames: np.ndarray, fps: float, codec: str = "
         if codec == "libx264":
             stream.options = {"crf": str(crf), **X264_OPTIONS}
         else:
-            stream.bit_rate = 2_000_000
+            stream.bit_rate = MPEG4_BIT_RATE
         # one thread: deterministic output, and the generator's 2 processes already fill 2 cores
         stream.codec_context.thread_count = 1
         for frame in frames:
@@ -233,7 +234,7 @@ def generate_synthetic(
             "width": cfg.width,
             "height": cfg.height,
             "codec": codec,
-            "encoder_options": {"crf": cfg.crf, **X264_OPTIONS} if codec == "libx264" else {"bit_rate": 2_000_000},
+            "encoder_options": {"crf": cfg.crf, **X264_OPTIONS} if codec == "libx264" else {"bit_rate": MPEG4_BIT_RATE},
             "counts": counts,
             "annotation_format": "hcstvg-v2",
             "config": cfg_dict,
