@@ -71,6 +71,8 @@ def main() -> None:
     ap.add_argument("--env", action="append", default=[], metavar="NAME=VALUE", help="added to each run's environment")
     ap.add_argument("--root", default="bench/out/grpo_repro")
     args = ap.parse_args()
+    if bad := [kv for kv in args.env if "=" not in kv]:
+        ap.error(f"--env takes NAME=VALUE, got {bad}")
     env = dict(kv.split("=", 1) for kv in args.env)
     tag = "_".join(f"{k}-{v}" for k, v in sorted(env.items())) or "default"
     data = args.data or ["data/synthetic"]
