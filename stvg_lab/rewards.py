@@ -117,6 +117,12 @@ def _check_count_rule(rule: str) -> str:
     return rule
 
 
+def _check_rule_pair(empty_overlap: str, count_rule: str) -> None:
+    """The union rule scores an empty intersection 0, as vIoU does, so it refuses the floor there."""
+    if count_rule == "union" and empty_overlap == "floor":
+        raise ValueError("count_rule='union' scores an empty intersection 0, as vIoU does; it takes empty_overlap='zero'")
+
+
 def check_lambda(lambda_k: float) -> float:
     if not (isinstance(lambda_k, (int, float)) and math.isfinite(lambda_k) and lambda_k >= 0):
         raise ValueError(f"lambda_k must be a finite number >= 0; got {lambda_k!r}")
@@ -519,8 +525,7 @@ class SpatialReward:
         return "spatial_reward" + suffix + _COUNT_SUFFIX[self.count_rule]
 
     def __post_init__(self) -> None:
-        if self.count_rule == "union" and self.empty_overlap == "floor":
-            raise ValueError("count_rule='union' scores an empty intersection 0, as vIoU does; it takes empty_overlap='zero'")
+        _check_rule_pair(self.empty_overlap, self.count_rule)
 
     @property
     def bounds(self) -> tuple[float, float]:
@@ -570,7 +575,7 @@ class TotalReward:
         return name + ("" if self.lambda_k == DEFAULT_LAMBDA_K else f"_lambda{self.lambda_k:g}")
 
     def __post_init__(self) -> None:
-        SpatialReward(self.terms, self.empty_overlap, self.count_rule)  # the same combination check
+        _check_rule_pair(self.empty_overlap, self.count_rule)
 
     @property
     def bounds(self) -> tuple[float, float]:
