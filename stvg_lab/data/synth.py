@@ -104,6 +104,11 @@ X264_OPTIONS = {"preset": "veryfast", "x264-params": "mbtree=0"}
 MPEG4_BIT_RATE = 2_000_000  # the fallback codec when the PyAV build lacks libx264
 
 
+def encoder_options(codec: str, crf: int) -> dict[str, Any]:
+    """The settings :func:`write_video` encodes ``codec`` with, as the manifest records them."""
+    return {"crf": crf, **X264_OPTIONS} if codec == "libx264" else {"bit_rate": MPEG4_BIT_RATE}
+
+
 def write_video(path: str | Path, frames: np.ndarray, fps: float, codec: str = "libx264", crf: int = 18) -> Path:
     """Encode ``(N, H, W, 3)`` uint8 RGB frames as an mp4 (yuv420p; H and W even)."""
     import av
@@ -113,10 +118,11 @@ def write_video(path: str | Path, frames: np.ndarray, fps: float, codec: str = "
     with av.open(str(path), "w") as container:
         stream = container.add_stream(codec, rate=rate)
         stream.width, stream.height, stream.pix_fmt = frames.shape[2], frames.shape[1], "yuv420p"
+        options = encoder_options(codec, crf)
         if codec == "libx264":
-            stream.options = {"crf": str(crf), **X264_OPTIONS}
+            stream.options = {k: str(v) for k, v in options.items()}
         else:
-            stream.bit_rate = MPEG4_BIT_RATE
+            stream.bit_rate = options["bit_rate"]
         # one thread: deterministic output, and the generator's 2 processes already fill 2 cores
         stream.codec_context.thread_count = 1
         for frame in frames:
@@ -234,7 +240,7 @@ def generate_synthetic(
             "width": cfg.width,
             "height": cfg.height,
             "codec": codec,
-            "encoder_options": {"crf": cfg.crf, **X264_OPTIONS} if codec == "libx264" else {"bit_rate": MPEG4_BIT_RATE},
+            "encoder_options": encoder_options(codec, cfg.crf),
             "counts": counts,
             "annotation_format": "hcstvg-v2",
             "config": cfg_dict,
