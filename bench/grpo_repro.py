@@ -22,14 +22,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+from stvg_lab.train.logging import read_log  # a run's log.jsonl rows
+
 # Columns that differ between identical runs for reasons outside the math (wall-clock time).
 CLOCK = {"time", "elapsed", "step_time", "train_runtime", "train_samples_per_second", "train_steps_per_second"}
-
-
-def read_log(run: Path) -> list[dict]:
-    """``run/log.jsonl`` as a list of rows (one per logged step)."""
-    path = run / "log.jsonl"
-    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
 
 
 def compare(a: list[dict], b: list[dict]) -> dict:
