@@ -231,8 +231,8 @@ def table(root: Path) -> str:
 def made_on(runs: list[Path]) -> str:
     """One line: the environments the runs' trainings started in (``environment.jsonl``), with counts.
 
-    Why: the same SFT on another machine parted by 4 points of m_tIoU (bench/LEARNING.md round 9),
-    so a table says where its rows were made.
+    Why: a run repeats to the bit only in the same environment and on the same data (bench/LEARNING.md
+    round 10), so a table says where its rows were made.
     """
     from collections import Counter
 

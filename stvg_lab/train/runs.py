@@ -44,9 +44,9 @@ def _git(*args: str) -> str | None:
 def run_environment() -> dict[str, Any]:
     """What a run ran on, beyond its recipe: versions, CPU kernels, GPU, threads, the code's commit.
 
-    Why: the same SFT command and seed on two machines of the same kind parted by 4 points of m_tIoU
-    (bench/LEARNING.md round 9; even on one machine a GRPO rerun can part in an early loss's last
-    digits), so a number is only comparable with the environment it was made in. ``cpu_capability`` is the SIMD level torch's
+    Why: on one machine and one dataset a run repeats to the bit (bench/LEARNING.md round 10), but
+    versions and CPU kernels change floats' last bits, which a long run amplifies, so a number is
+    only comparable with the environment it was made in. ``cpu_capability`` is the SIMD level torch's
     CPU kernels dispatch to (e.g. AVX2 vs AVX512 changes float summation order).
     """
     import torch
