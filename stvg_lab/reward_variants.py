@@ -15,7 +15,7 @@ from stvg_lab.rewards import DEFAULT_LAMBDA_K, DEFAULT_REWARD_FUNCS, RewardFunc,
 REWARD_TERMS: tuple[str, ...] = ("format", "consistency", "temporal", "spatial", "think")
 
 VARIANTS: tuple[str, ...] = ("full", "no_think_reward", "giou_only", "l1_only", "overlap_penalty", "no_think_bbox", "count_penalty",
-                             "count_symmetric", "union_spatial")
+                             "count_symmetric", "union_spatial", "viou_metric")
 
 
 def reward_weights(lambda_k: float = DEFAULT_LAMBDA_K) -> list[float]:
@@ -55,6 +55,8 @@ def reward_setup(
     * ``count_symmetric``: also each frame of the span without a box (``count_rule="span"``).
     * ``union_spatial``: Eq. 7 in vIoU's shape, per-frame scores in ``[0, 1]`` averaged over the
       spans' union (``count_rule="union"``). Not the paper (bench/LEARNING.md round 9).
+    * ``viou_metric``: ``R_spa`` is the test metric, vIoU, of each box list (per-frame IoU over
+      the union: ``terms=("iou",)``, ``count_rule="union"``). Not the paper (round 11).
     * ``no_think_bbox`` (Table 5): the same as ``full``. The dataset's ``answer_format``
       column ("no_think") is what drops ``<think_bbox>``: then ``R_k = 0`` and
       ``R_s = R_spa^p``.
@@ -80,6 +82,8 @@ def reward_setup(
         funcs[3], funcs[4] = make_spatial_reward(count_rule="span"), make_think_reward(count_rule="span")
     elif variant == "union_spatial":
         funcs[3], funcs[4] = make_spatial_reward(count_rule="union"), make_think_reward(count_rule="union")
+    elif variant == "viou_metric":
+        funcs[3], funcs[4] = make_spatial_reward(("iou",), "zero", "union"), make_think_reward(("iou",), "union")
     else:
         raise ValueError(f"unknown reward variant {variant!r}; choose one of {VARIANTS}")
     return funcs, scaled_weights(weights, scale)

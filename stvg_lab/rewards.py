@@ -51,6 +51,12 @@ Choices the paper leaves open, and the hardening against a policy that games the
   ``R_spa ∈ [0, 1]``, ``R_s ∈ [0, 2]``, ``R_k ∈ [0, 1]``. Why rescaled: with the floor at -2 the
   same mean made a typical answer's total negative, below the 0 of an answer that does not parse,
   and GRPO learned to break the format (5 % of greedy answers parsed; round 9).
+* **The metric itself.** Rescaled ``GIoU - L1`` gives a poor box about half a well-placed one's
+  score, so under the union rule a frame added to the intersection is worth more than most box
+  improvements; round 10 measured GRPO trading boxes for spans. ``terms=("iou",)`` scores each
+  frame by plain IoU (range ``[0, 1]``, missing box 0), so ``count_rule="union"`` with it is vIoU
+  exactly, on the model's frame grid (variant ``viou_metric``, bench/LEARNING.md round 11). IoU
+  stands alone: it is not added to GIoU or L1.
 * **Annotation gaps.** A frame of the intersection with no ground-truth box is left out of
   both the sum and the count of Eq. 7. If no frame is left, ``R_spa = 0``.
 * **Empty intersection.** The paper sets the spatial reward to 0 (``empty_overlap="zero"``,
@@ -81,7 +87,7 @@ from typing import Any, Callable, Mapping, Sequence
 import numpy as np
 
 from stvg_lab.answer import ParsedAnswer, get_format, parse_answer
-from stvg_lab.geometry import box_giou, box_l1, span_intersection, temporal_iou
+from stvg_lab.geometry import box_giou, box_iou, box_l1, span_intersection, temporal_iou
 
 Terms = tuple[str, ...]
 RewardFunc = Callable[..., list[float]]
@@ -92,16 +98,18 @@ EMPTY_OVERLAP_RULES: tuple[str, ...] = ("zero", "floor")
 COUNT_RULES: tuple[str, ...] = ("free", "extra", "span", "union")
 _COUNT_SUFFIX = {"free": "", "extra": "_extra_floor", "span": "_count_floor", "union": "_union"}  # reward __name__ suffix per rule
 # per-frame range of each term of the Eq. 7 summand: +GIoU and -L1 (normalised L1 ∈ [0, 1])
-_TERM_BOUNDS: dict[str, tuple[float, float]] = {"giou": (-1.0, 1.0), "l1": (-1.0, 0.0)}
+_TERM_BOUNDS: dict[str, tuple[float, float]] = {"giou": (-1.0, 1.0), "l1": (-1.0, 0.0), "iou": (0.0, 1.0)}
 
 
 def _check_terms(terms: Sequence[str]) -> Terms:
-    """Validate ``terms`` and return them in the canonical order (giou before l1)."""
+    """Validate ``terms`` and return them in the canonical order (giou before l1); ``iou`` stands alone."""
     if isinstance(terms, str):
         terms = (terms,)
     unknown = [t for t in terms if t not in _TERM_BOUNDS]
     if not terms or unknown or len(set(terms)) != len(terms):
         raise ValueError(f"terms must be a non-empty subset of {tuple(_TERM_BOUNDS)} without repeats; got {terms!r}")
+    if "iou" in terms and len(terms) > 1:
+        raise ValueError(f"terms: 'iou' is the metric's per-frame score and stands alone; got {terms!r}")
     return tuple(t for t in _TERM_BOUNDS if t in terms)
 
 
@@ -253,9 +261,12 @@ def _frame_scores(pred: np.ndarray, gt: np.ndarray, terms: Terms) -> np.ndarray:
     """The summand of Eq. 7, ``GIoU(b, b_gt) - ||b - b_gt||_1``, per frame; (F, 4) x2 -> (F,).
 
     Boxes are in frame units and clipped, so ``box_l1`` with a unit frame is the normalised
-    L1 of the module docstring. ``terms`` keeps either term alone (Table 7).
+    L1 of the module docstring. ``terms`` keeps either term alone (Table 7), or is ``("iou",)``:
+    the metric's IoU (not the paper; module docstring).
     """
     score = np.zeros(len(pred))
+    if "iou" in terms:
+        score += box_iou(pred, gt)
     if "giou" in terms:
         score += box_giou(pred, gt)
     if "l1" in terms:
@@ -628,11 +639,13 @@ REWARDS: dict[str, RewardFunc] = {
         make_spatial_reward(count_rule="extra"),
         make_spatial_reward(count_rule="span"),
         make_spatial_reward(count_rule="union"),
+        make_spatial_reward(("iou",), count_rule="union"),
         make_think_reward(("giou",)),
         make_think_reward(("l1",)),
         make_think_reward(count_rule="extra"),
         make_think_reward(count_rule="span"),
         make_think_reward(count_rule="union"),
+        make_think_reward(("iou",), count_rule="union"),
         total_reward,
     )
 }

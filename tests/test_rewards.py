@@ -11,11 +11,13 @@ from __future__ import annotations
 import math
 import pickle
 
+import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from stvg_lab.answer import FORMATS, format_answer, get_format, parse_answer
+from stvg_lab.metrics import evaluate
 from stvg_lab.reward_variants import VARIANTS, reward_setup, reward_weights
 from stvg_lab.rewards import (
     DEFAULT_REWARD_FUNCS,
@@ -243,6 +245,18 @@ VARIANT_CASES = [
     ("union_empty", make_spatial_reward(count_rule="union"), answer((10, 12), tube(10, 12, G)), "paper", 0.0),
     # think: R_spa^p 1 - R_spa^t 5/7 (its list has two boxes past the span)
     ("think_union", make_think_reward(count_rule="union"), answer((3, 7), tube(3, 7, G), tube(3, 9, G)), "paper", 2 / 7),
+    # viou_metric: per-frame IoU over the union, i.e. vIoU. SHIFT has IoU 1/3; FAR 0 (a poor box earns nothing)
+    ("viou_consistent", make_spatial_reward(("iou",), count_rule="union"), PERFECT, "paper", 2.0),
+    ("viou_shifted_boxes", make_spatial_reward(("iou",), count_rule="union"), answer((3, 7), tube(3, 7, SHIFT)), "paper", 2 / 3),
+    ("viou_far_boxes", make_spatial_reward(("iou",), count_rule="union"), answer((3, 7), tube(3, 7, FAR)), "paper", 0.0),
+    # span 3-9: 5 of 7 union frames with IoU 1, per list
+    ("viou_span_too_long", make_spatial_reward(("iou",), count_rule="union"), answer((3, 9), tube(3, 9, G)), "paper", 10 / 7),
+    # pred one box short (4/5), think exact (1)
+    ("viou_one_short", make_spatial_reward(("iou",), count_rule="union"), answer((3, 7), tube(3, 6, G), tube(3, 7, G)), "paper", 1.8),
+    # think: 1 - 1/3
+    ("think_viou", make_think_reward(("iou",), count_rule="union"), answer((3, 7), tube(3, 7, G), tube(3, 7, SHIFT)), "paper", 2 / 3),
+    # the intersection rule with IoU: Eq. 7's mean of IoU; a span too long costs nothing there
+    ("iou_free_span_too_long", make_spatial_reward(("iou",)), answer((3, 9), tube(3, 9, G)), "paper", 2.0),
     # total: R_f 1 + R_c 0 + R_t 1 + R_s (1 + 1/7) + 0.5 * R_k 0
     ("total_extra_floor", make_total_reward(count_rule="extra"), answer((3, 7), tube(3, 9, G), tube(3, 7, G)), "paper", 3 + 1 / 7),
 ]
@@ -281,6 +295,8 @@ def test_the_union_rule_refuses_the_floor_on_an_empty_intersection():
         (make_think_reward(count_rule="span"), "think_reward_count_floor"),
         (make_spatial_reward(count_rule="union"), "spatial_reward_union"),
         (make_think_reward(count_rule="union"), "think_reward_union"),
+        (make_spatial_reward(("iou",), count_rule="union"), "spatial_reward_iou_union"),
+        (make_think_reward(("iou",), count_rule="union"), "think_reward_iou_union"),
     ],
 )
 def test_factory_names(func, name):
@@ -311,6 +327,8 @@ EXPECTED_BOUNDS = {
     "think_reward_extra_floor": (0, 3),
     "think_reward_count_floor": (0, 3),
     "think_reward_union": (0, 1),
+    "spatial_reward_iou_union": (0, 2),  # vIoU per list
+    "think_reward_iou_union": (0, 1),
     # parsed: R >= 1 + (-4); top: R_s and R_k cannot both be high for λk <= 1
     "total_reward": (-3, 5),
 }
@@ -344,6 +362,33 @@ def test_union_bounds_are_viou_shaped():
 
 def test_frame_bounds():
     assert frame_bounds() == (-2, 1) and frame_bounds(("giou",)) == (-1, 1) and frame_bounds(("l1",)) == (-1, 0)
+    assert frame_bounds(("iou",)) == (0, 1)
+
+
+@pytest.mark.parametrize("terms", [("iou", "giou"), ("l1", "iou"), ("iou", "iou"), ("ciou",), ()])
+def test_iou_stands_alone_and_unknown_terms_are_refused(terms):
+    with pytest.raises(ValueError, match="terms"):
+        make_spatial_reward(terms)
+
+
+def test_viou_metric_reward_is_the_evaluators_viou():
+    # consistent answers (boxes exactly on the claimed span) on a gap-free gt: R_spa^p equals
+    # stvg_lab.metrics' vIoU of the same tube, frame for frame (think list = pred list, so R_s = 2 vIoU)
+    rng = np.random.default_rng(0)
+    reward = make_spatial_reward(("iou",), count_rule="union")
+    for trial in range(200):
+        gs = int(rng.integers(0, 12)); ge = gs + int(rng.integers(0, 8))
+        ps = int(rng.integers(0, 16)); pe = ps + int(rng.integers(0, 8))
+        gt = {k: sorted_box(rng) for k in range(gs, ge + 1)}
+        pred = {k: sorted_box(rng) for k in range(ps, pe + 1)}
+        got = reward([answer((ps, pe), pred)], **columns(1, [gs, ge], [[k, *b] for k, b in gt.items()], SIZE, "paper"))[0]
+        want = evaluate({"s": pred}, {"s": gt})["m_vIoU"]
+        assert got == pytest.approx(2 * want, abs=1e-6), (trial, gs, ge, ps, pe)
+
+
+def sorted_box(rng):
+    x = np.sort(rng.integers(0, 100, 2)); y = np.sort(rng.integers(0, 100, 2))
+    return [float(x[0]), float(y[0]), float(x[1] + 1), float(y[1] + 1)]  # integer corners: the answer's text is exact
 
 
 def names(funcs):
@@ -363,6 +408,7 @@ SETUP_CASES = [
     ("count_penalty", 0.5, DEFAULT_NAMES[:3] + ["spatial_reward_extra_floor", "think_reward_extra_floor"], [1, 1, 1, 1, 0.5]),
     ("count_symmetric", 0.5, DEFAULT_NAMES[:3] + ["spatial_reward_count_floor", "think_reward_count_floor"], [1, 1, 1, 1, 0.5]),
     ("union_spatial", 0.5, DEFAULT_NAMES[:3] + ["spatial_reward_union", "think_reward_union"], [1, 1, 1, 1, 0.5]),
+    ("viou_metric", 0.5, DEFAULT_NAMES[:3] + ["spatial_reward_iou_union", "think_reward_iou_union"], [1, 1, 1, 1, 0.5]),
 ]
 
 
