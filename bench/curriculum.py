@@ -18,7 +18,7 @@ else the curriculum stops and says so:
    ``--data``'s own clips (lit, distractors), 2,000 steps;
 4. ``sft1`` / ``sft2`` / ...: grounding SFT on ``--data`` with the cell rows in the mix, text first
    (``learnability_probe.py --aux-frame-cells --prompt-order text_first``), 2,500 steps a round; at
-   least two rounds, then more from the last one's end while fewer than ``--sft-parse`` of its greedy
+   least ``--min-sft`` rounds (default two), then more from the last one's end while fewer than ``--sft-parse`` of its greedy
    answers on 32 val clips parse, at most ``--max-sft`` rounds (the last one goes on to GRPO either way;
    ``result.json`` names it in ``sft_stage`` and keeps every round's val parse rate);
 5. ``grpo``: ``stvg-lab train grpo`` with ``tiny_cpu_grpo`` from the last SFT round (``--grpo-set`` overrides,
@@ -111,14 +111,17 @@ def probe_stage(name: str, probe: list[str], flags: list[str], init: Path | None
     raise SystemExit(f"curriculum stage {name!r}: no reader after {rounds} rounds (last gap {gap:.3f} < {onset}); try another --seed")
 
 
-def sft_stages(sft: list[str], reader: Path, root: Path, *, rounds: int, parse: float, times: dict) -> tuple[str, dict[str, float]]:
-    """Grounding SFT rounds of 2,500 steps, each from the last one's end: at least two, then more while
-    the greedy answers on the val clips parse less often than ``parse``, at most ``rounds`` in all.
+def sft_stages(sft: list[str], reader: Path, root: Path, *, rounds: int, parse: float, times: dict,
+               min_rounds: int = 2) -> tuple[str, dict[str, float]]:
+    """Grounding SFT rounds of 2,500 steps, each from the last one's end: at least ``min_rounds``, then more
+    while the greedy answers on the val clips parse less often than ``parse``, at most ``rounds`` in all.
 
     Why rounds: the SFT learns the answer's syntax at a seed-dependent pace (LEARNING.md round 6:
     after two rounds seed 0's val answers all parse, seeds 1 and 2 parse 44 % and 41 %, and the pred
     list breaks into digit runs). Returns the last round's name and every round's val parse rate.
     """
+    if not 1 <= min_rounds <= rounds:
+        raise SystemExit(f"--min-sft {min_rounds} must be between 1 and --max-sft {rounds}")
     rates: dict[str, float] = {}
     for r in range(1, rounds + 1):
         run, init = f"sft{r}", reader if r == 1 else root / f"sft{r - 1}" / "final"
@@ -126,7 +129,7 @@ def sft_stages(sft: list[str], reader: Path, root: Path, *, rounds: int, parse: 
         metrics = json.loads((root / run / "eval" / "metrics.json").read_text(encoding="utf-8"))
         rates[run] = 1 - metrics["parse_failure_rate"]
         log.info("%s: %.0f %% of %d val answers parse (wanted %.0f %%)", run, 100 * rates[run], metrics["n"], 100 * parse)
-        if r >= 2 and rates[run] >= parse:
+        if r >= min_rounds and rates[run] >= parse:
             break
     else:
         log.warning("%s: the SFT still parses %.0f %% of val answers after %d rounds; GRPO starts from it", run, 100 * rates[run], rounds)
@@ -237,6 +240,7 @@ def main() -> None:
     ap.add_argument("--max-rounds", type=int, default=3, help="at most this many runs of a probe stage, each from the last one's end")
     ap.add_argument("--sft-parse", type=float, default=0.9, help="SFT rounds go on (after two) until this share of val answers parse")
     ap.add_argument("--max-sft", type=int, default=4, help="at most this many SFT rounds of 2,500 steps")
+    ap.add_argument("--min-sft", type=int, default=2, help="at least this many SFT rounds (bench/make_shipped_sft.py: 3)")
     ap.add_argument("--table", nargs="+", metavar="ROOT", help="print the markdown table of these finished curricula and exit")
     args = ap.parse_args()
     if args.table:
@@ -262,7 +266,8 @@ def main() -> None:
     reader = probe_stage("solo_tf", probe, ["--data", str(solo), "--text-first", "--steps", "1500"], reader, root, onset=onsets["solo_tf"], **rounds)
     if data != Path(DEFAULT_DATA):
         reader = probe_stage("bench_tf", probe, ["--data", str(data), "--steps", "2000"], reader, root, onset=onsets["bench_tf"], **rounds)
-    last_sft, sft_parse = sft_stages(sft, reader, root, rounds=args.max_sft, parse=args.sft_parse, times=times)
+    last_sft, sft_parse = sft_stages(sft, reader, root, rounds=args.max_sft, parse=args.sft_parse, times=times,
+                                       min_rounds=args.min_sft)
     grpo = args.grpo_name
     check_grpo_start(root / grpo, root / last_sft / "final")
     stage(grpo, root / grpo / "final", [*py, "-m", "stvg_lab.cli", "train", "grpo", "--recipe", "tiny_cpu_grpo", "--out", str(root / grpo),

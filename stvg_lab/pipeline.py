@@ -8,7 +8,7 @@ Steps, each cached so a re-run only does what is missing:
 
 1. synthetic data (``data/synthetic``; generated when missing);
 2. the SFT'd CPU stand-in: the checkpoint shipped in the package (``stvg_lab.train.shipped``: the
-   reader stages of ``bench/curriculum.py``, then the ``tiny_cpu`` SFT twice, on this benchmark;
+   reader stages of ``bench/curriculum.py``, then the ``tiny_cpu`` SFT three times, on this benchmark;
    checked against its manifest), or with ``from_scratch`` the ``tiny_cpu`` SFT of a fresh stand-in
    here (no reader stages: it learns the format and the sentence's prior, not the frames);
 3. GRPO (``tiny_cpu_grpo``) from the SFT checkpoint, as the ``full`` run of a reduced ablation grid
@@ -130,10 +130,26 @@ def _grid(cfg: DemoConfig, sft_final: Path):
 
 
 def _evaluate(cfg: DemoConfig, checkpoint: Path, name: str, test, train) -> Path:
+    """Evaluate into ``eval/<name>``, resuming only answers of the same weights (``checkpoint.json``).
+
+    Why the stamp: the shipped SFT is replaced in place when it is re-made, and resuming by the folder
+    alone would keep the old weights' answers (the grid keys its runs the same way).
+    """
     from stvg_lab.evaluate import evaluate_model
+    from stvg_lab.train.runs import checkpoint_fingerprint
 
     out = cfg.out_dir / "eval" / name
-    evaluate_model(checkpoint, test, out, _recipe(cfg).answer_format, train_samples=train, progress=False)
+    stamp = out / "checkpoint.json"
+    want = {"checkpoint": str(checkpoint), "fingerprint": checkpoint_fingerprint(checkpoint)}
+    same = stamp.is_file() and json.loads(stamp.read_text(encoding="utf-8")) == want
+    if not same and out.exists():
+        logger.info("%s: answers of other weights (or unstamped) in %s; evaluating again", name, out)
+        stamp.unlink(missing_ok=True)
+    evaluate_model(checkpoint, test, out, _recipe(cfg).answer_format, train_samples=train, progress=False, resume=same)
+    out.mkdir(parents=True, exist_ok=True)
+    tmp = stamp.with_suffix(".tmp")
+    tmp.write_text(json.dumps(want), encoding="utf-8")
+    tmp.replace(stamp)
     return out
 
 

@@ -100,24 +100,33 @@ rate = {rates}[int(name[3:]) - 1]
 """
 
 
-@pytest.mark.parametrize("rates, rounds, want", [
-    ([1.0, 1.0, 1.0], 4, "sft2"),            # at least two rounds, even when the first parses
-    ([0.0, 0.44, 0.97, 1.0], 4, "sft3"),     # then until the val answers parse
-    ([0.0, 0.9, 1.0], 4, "sft2"),            # the threshold counts as parsed
-    ([0.0, 0.41, 0.5, 0.6, 0.7], 4, "sft4"),  # at most --max-sft rounds; the last one goes on
+@pytest.mark.parametrize("rates, rounds, least, want", [
+    ([1.0, 1.0, 1.0], 4, 2, "sft2"),            # at least two rounds, even when the first parses
+    ([0.0, 0.44, 0.97, 1.0], 4, 2, "sft3"),     # then until the val answers parse
+    ([0.0, 0.9, 1.0], 4, 2, "sft2"),            # the threshold counts as parsed
+    ([0.0, 0.41, 0.5, 0.6, 0.7], 4, 2, "sft4"),  # at most --max-sft rounds; the last one goes on
+    ([0.34, 0.97, 1.0, 1.0], 4, 3, "sft3"),     # --min-sft 3 (the shipped checkpoint's): a third round although sft2 parses
+    ([0.34, 0.5, 0.6, 0.95], 4, 3, "sft4"),     # and more after it while the answers do not parse
 ])
-def test_sft_stages_run_rounds_until_the_val_answers_parse(tmp_path, rates, rounds, want):
+def test_sft_stages_run_rounds_until_the_val_answers_parse(tmp_path, rates, rounds, least, want):
     script = tmp_path / "fake_sft.py"
     script.write_text(FAKE_SFT.format(rates=rates))
     reader, times = tmp_path / "bench_tf" / "final", {}
     last, parse = curriculum.sft_stages([sys.executable, str(script), "--root", str(tmp_path)], reader, tmp_path,
-                                        rounds=rounds, parse=0.9, times=times)
+                                        rounds=rounds, parse=0.9, times=times, min_rounds=least)
     n = int(want[3:])
     assert last == want and set(times) == set(parse) == {f"sft{k}" for k in range(1, n + 1)}
     assert parse == pytest.approx({f"sft{k}": rates[k - 1] for k in range(1, n + 1)})
     inits = [json.loads((tmp_path / f"sft{k}" / "eval" / "metrics.json").read_text())["init"] for k in range(1, n + 1)]
     assert inits == [str(reader)] + [str(tmp_path / f"sft{k}" / "final") for k in range(1, n)]
     assert not (tmp_path / f"sft{n + 1}").exists()
+
+
+@pytest.mark.parametrize("least, most", [(0, 4), (5, 4)])
+def test_sft_stages_refuse_a_minimum_outside_one_to_the_maximum(tmp_path, least, most):
+    with pytest.raises(SystemExit, match="--min-sft"):
+        curriculum.sft_stages([sys.executable, "-c", "pass"], tmp_path, tmp_path, rounds=most, parse=0.9, times={}, min_rounds=least)
+    assert not any(tmp_path.iterdir())
 
 
 def test_grpo_stage_from_an_earlier_sft_round_is_refused(tmp_path):

@@ -268,6 +268,21 @@ def test_given_sft_checkpoint_is_used_not_trained(base, tmp_path):
     assert Path(fakes.train_recipes[0].init_from) == given
 
 
+def test_new_weights_at_a_given_sft_path_train_new_runs(base, tmp_path):
+    # the shipped SFT is replaced in place; runs trained from the old weights must not be served again
+    given = tmp_path / "my_sft" / "final"
+    given.mkdir(parents=True)
+    (given / "model.safetensors").write_bytes(b"old weights")
+    spec = _spec(base, variants=["full"], seeds=[0], sft_checkpoints={"paper": given})
+    fakes = Fakes()
+    first = _run(spec, tmp_path / "grid", fakes).run("full", 0).run_dir
+    _run(spec, tmp_path / "grid", fakes)
+    assert fakes.train_calls == [("full", 0)]  # same weights: cached
+    (given / "model.safetensors").write_bytes(b"new weights")
+    second = _run(spec, tmp_path / "grid", fakes).run("full", 0).run_dir
+    assert fakes.train_calls == [("full", 0), ("full", 0)] and second != first
+
+
 def test_ablation_table_from_grid_results(base, tmp_path):
     results = _run(_spec(base), tmp_path / "grid", Fakes())
     md = ablation_table(results, "tab5")

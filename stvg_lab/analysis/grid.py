@@ -28,8 +28,9 @@ Variants (``VARIANTS``; the paper's grid is ``PAPER_GRID``):
 Caching. Each run lives in ``out_dir/runs/<hash>/`` where ``<hash>`` is :func:`recipe_hash` of its
 resolved recipe: every field except the bookkeeping ones in :data:`VOLATILE_FIELDS` (name, output
 dir, logging and saving cadence), with ``init_from`` replaced by the identity of the SFT
-checkpoint (``sft:<hash of the SFT recipe>`` for one the grid trained, the path for one given in
-``sft_checkpoints``), so the grid folder can be moved. Two variants that resolve to the same recipe
+checkpoint (``sft:<hash of the SFT recipe>`` for one the grid trained, the path and
+:func:`stvg_lab.train.runs.checkpoint_fingerprint` for one given in ``sft_checkpoints``, so that new
+weights at the same path train new runs), so the grid folder can be moved. Two variants that resolve to the same recipe
 share one run. A run directory holds::
 
     recipe.yaml        the resolved recipe (written before training)
@@ -63,6 +64,7 @@ from typing import Any, Callable, Mapping, Sequence
 
 from stvg_lab.answer import get_format
 from stvg_lab.train.recipe import Recipe, load_recipe
+from stvg_lab.train.runs import checkpoint_fingerprint
 
 logger = logging.getLogger(__name__)
 
@@ -394,8 +396,9 @@ class _SFTCache:
         )
 
     def identity(self, fmt: str) -> str:
-        if fmt in self.spec.sft_checkpoints:
-            return f"path:{self.spec.sft_checkpoints[fmt]}"
+        if fmt in self.spec.sft_checkpoints:  # the path and what is in it: new weights at the same path are another SFT
+            path = self.spec.sft_checkpoints[fmt]
+            return f"path:{path}@{checkpoint_fingerprint(path)}"
         return f"sft:{recipe_hash(self.recipe(fmt))}"
 
     def dir(self, fmt: str) -> Path:
