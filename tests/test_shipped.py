@@ -8,7 +8,7 @@ from dataclasses import replace
 import pytest
 
 from stvg_lab.answer import parse_answer
-from stvg_lab.data.synth import PRESETS, SynthConfig, generate_synthetic, load_synthetic
+from stvg_lab.data.synth import PRESETS, SynthConfig, generate_synthetic, load_synthetic, read_manifest
 from stvg_lab.train.recipe import load_recipe
 from stvg_lab.train.shipped import (
     check_compatible,
@@ -75,6 +75,7 @@ def test_export_writes_provenance_and_nothing_half_done(tmp_path, data):
     dest = export_checkpoint(final, data, tmp_path / "ship", {"command": "x"})
     prov = json.loads((dest / "provenance.json").read_text())
     assert prov["command"] == "x" and prov["recipe"]["name"] == "tiny_cpu" and prov["data"]["seed"] == 0
+    assert prov["data"]["encoder_options"] == read_manifest(data)["encoder_options"]  # which pixels it saw (round 10)
     assert (dest / "model.safetensors").is_file() and not (dest / "optimizer.pt").exists()
     with pytest.raises(FileNotFoundError, match="model.safetensors"):
         export_checkpoint(tmp_path / "empty", data, tmp_path / "ship2")

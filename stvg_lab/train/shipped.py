@@ -109,7 +109,7 @@ def _git_commit() -> str | None:
 def export_checkpoint(final_dir: str | Path, data_dir: str | Path, dest: str | Path, extra: dict[str, Any] | None = None) -> Path:
     """Copy an SFT run's ``final/`` (weights, tokenizer, processor; no optimizer) to ``dest`` with ``provenance.json``.
 
-    Provenance: the run's recipe, the dataset's generator version/config/seed/counts, the git
+    Provenance: the run's recipe, the dataset's generator version/config/seed/counts/codec/encoder settings, the git
     commit, and ``extra`` (e.g. the command, wall time, final loss). Atomic: written beside
     ``dest`` and renamed into place.
     """
@@ -121,7 +121,8 @@ def export_checkpoint(final_dir: str | Path, data_dir: str | Path, dest: str | P
     manifest = read_manifest(data_dir)
     provenance = {
         "recipe": load_recipe(run_recipe).to_dict() if run_recipe.is_file() else None,
-        "data": {k: manifest.get(k) for k in (*_DATA_KEYS, "counts")},
+        # codec and encoder settings: a record of which pixels it saw (round 10: the encoder changed them), not a compatibility key
+        "data": {k: manifest.get(k) for k in (*_DATA_KEYS, "counts", "codec", "encoder_options")},
         "git_commit": _git_commit(),
         **(extra or {}),
     }
