@@ -145,9 +145,9 @@ def _evaluate(cfg: DemoConfig, checkpoint: Path, name: str, test, train) -> Path
     if not same and out.exists():
         logger.info("%s: answers of other weights (or unstamped) in %s; evaluating again", name, out)
         stamp.unlink(missing_ok=True)
-    evaluate_model(checkpoint, test, out, _recipe(cfg).answer_format, train_samples=train, progress=False, resume=same)
     out.mkdir(parents=True, exist_ok=True)
-    tmp = stamp.with_suffix(".tmp")
+    evaluate_model(checkpoint, test, out, _recipe(cfg).answer_format, train_samples=train, progress=False, resume=same)
+    tmp = stamp.with_suffix(".tmp")  # the stamp last and atomically: a killed evaluation leaves none
     tmp.write_text(json.dumps(want), encoding="utf-8")
     tmp.replace(stamp)
     return out

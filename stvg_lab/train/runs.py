@@ -111,9 +111,10 @@ def checkpoint_fingerprint(checkpoint: str | Path) -> str:
     Why: the shipped SFT is replaced in place (bench/make_shipped_sft.py), and a cache keyed by its
     path alone (the demo's grid runs and evaluations) would go on serving results of the old weights.
     Every regular file counts by its relative path and size, and by its bytes: whole up to
-    ``FINGERPRINT_FULL_BYTES`` (the CPU stand-in: one 3 MB file), else its first and last MiB (a
-    multi-GB checkpoint is fingerprinted in milliseconds; shards of the same size that differ only in the
-    middle would collide, which training never produces). Raises FileNotFoundError naming a missing folder.
+    ``FINGERPRINT_FULL_BYTES`` (the CPU stand-in: one 3 MB file), else its first and last MiB, so a
+    multi-GB checkpoint is fingerprinted in milliseconds. Two large files of the same size that differ
+    only in the middle would collide; a training step changes every tensor, the first ones included.
+    Raises FileNotFoundError naming a missing folder.
     """
     root = Path(checkpoint)
     if not root.is_dir():
