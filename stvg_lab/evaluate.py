@@ -5,6 +5,8 @@
 
 * ``predictions.jsonl``: one :class:`~stvg_lab.infer.Prediction` per sample (raw text, parse,
   tubes, latency, tokens, memory); resumable;
+* ``answers_from.json``: which weights (:func:`stvg_lab.checkpoints.checkpoint_fingerprint`) and
+  decoding wrote ``predictions.jsonl``; a resume under other weights or decoding asks every sample again;
 * ``metrics.json``: m_tIoU, m_vIoU, vIoU@0.3, vIoU@0.5 (fractions), ``n``, ``n_missing`` for the
   ``pred`` and ``think`` tubes (``think`` is null for a format without ``<think_bbox>``), the
   same per VidSTG ``qtype`` under ``by_group`` when the samples carry one, the trivial baselines
@@ -38,6 +40,7 @@ import numpy as np
 
 from stvg_lab.answer import get_format
 from stvg_lab.baselines import baseline_predictions
+from stvg_lab.checkpoints import checkpoint_fingerprint
 from stvg_lab.data.layout import load_split
 from stvg_lab.data.sample import Sample
 from stvg_lab.infer import Prediction, predict
@@ -50,6 +53,7 @@ METRIC_KEYS = ("m_tIoU", "m_vIoU", "vIoU@0.3", "vIoU@0.5")
 TAG_KEYS = ("small", "short", "occluded", "occlusion", "event", "n_distractors", "qtype", "sentence_type", "category")
 """``extras`` keys copied into ``per_sample.jsonl`` when present (synthetic tags, VidSTG types)."""
 PREDICTIONS_FILE, METRICS_FILE, PER_SAMPLE_FILE = "predictions.jsonl", "metrics.json", "per_sample.jsonl"
+ANSWERS_STAMP_FILE = "answers_from.json"
 
 
 @dataclass
@@ -195,6 +199,43 @@ def _write_text(path: Path, text: str) -> None:
     os.replace(tmp, path)
 
 
+def answers_stamp(model_path: str | Path, backend: str, do_sample: bool, temperature: float,
+                  max_new_tokens: int | None) -> dict[str, Any]:
+    """What decides an evaluation's answers besides the clips: the weights and the decoding.
+
+    ``weights``: the fingerprint of ``model_path`` when it is a folder, else the name itself (a hub
+    id, which resume then trusts). The path is kept for the reader but not compared, so a moved
+    checkpoint still resumes. The batch size is left out: it changes padding, not the answers.
+    """
+    path = Path(model_path)
+    return {"model": str(model_path),
+            "weights": f"fingerprint:{checkpoint_fingerprint(path)}" if path.is_dir() else f"name:{model_path}",
+            "backend": backend, "do_sample": do_sample, "temperature": temperature if do_sample else None,
+            "max_new_tokens": max_new_tokens}
+
+
+def _start_answers(out: Path, stamp: dict[str, Any], resume: bool) -> bool:
+    """Make ``out``'s answers file safe to resume under ``stamp``; returns whether to resume.
+
+    Answers of other weights or decoding (or of an unstamped file, written before stamps existed) are
+    removed before the new stamp is written, so a run killed at any point leaves either no stamp or
+    one that matches every answer in the file.
+    """
+    answers, stamp_file = out / PREDICTIONS_FILE, out / ANSWERS_STAMP_FILE
+    if resume and answers.exists():
+        old = json.loads(stamp_file.read_text(encoding="utf-8")) if stamp_file.is_file() else None
+        differs = [k for k in stamp if k != "model" and (old or {}).get(k) != stamp[k]]
+        if differs:
+            logger.warning("%s: its answers came from other %s (%s); asking every sample again",
+                           answers, " and ".join(differs), "no stamp" if old is None else f"was {old}")
+            resume = False
+    if not resume:
+        stamp_file.unlink(missing_ok=True)
+        answers.unlink(missing_ok=True)
+    _write_text(stamp_file, json.dumps(stamp) + "\n")
+    return resume
+
+
 def write_report(report: EvalReport, out_dir: str | Path) -> Path:
     """Write ``metrics.json`` and ``per_sample.jsonl`` into ``out_dir`` (each atomically); returns ``out_dir``."""
     out = Path(out_dir)
@@ -230,7 +271,8 @@ def evaluate_model(
     (which is then only recorded). ``backend="vllm"`` hands ``model_path`` to vLLM.
     ``train_samples``: when given, the trivial baselines are scored too. Other arguments go to
     :func:`stvg_lab.infer.predict`. With ``resume``, samples already in
-    ``out_dir/predictions.jsonl`` are not asked again.
+    ``out_dir/predictions.jsonl`` are not asked again, if the same weights and decoding wrote them
+    (:func:`answers_stamp`; with an in-memory ``model``, ``model_path`` must be where it was loaded from).
     """
     if eval_frames not in EVAL_FRAMES:
         raise ValueError(f"eval_frames must be one of {EVAL_FRAMES}, got {eval_frames!r}")
@@ -243,6 +285,7 @@ def evaluate_model(
             model, processor = load_model(model_path, device=device)
         else:
             model = str(model_path)
+    resume = _start_answers(out, answers_stamp(model_path, backend, do_sample, temperature, max_new_tokens), resume)
     predictions = predict(
         model, processor, samples, fmt=fmt, batch_size=batch_size, max_new_tokens=max_new_tokens,
         do_sample=do_sample, temperature=temperature, out_path=out / PREDICTIONS_FILE, resume=resume,

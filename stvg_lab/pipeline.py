@@ -130,26 +130,11 @@ def _grid(cfg: DemoConfig, sft_final: Path):
 
 
 def _evaluate(cfg: DemoConfig, checkpoint: Path, name: str, test, train) -> Path:
-    """Evaluate into ``eval/<name>``, resuming only answers of the same weights (``checkpoint.json``).
-
-    Why the stamp: the shipped SFT is replaced in place when it is re-made, and resuming by the folder
-    alone would keep the old weights' answers (the grid keys its runs the same way).
-    """
+    """Evaluate into ``eval/<name>``; answers of other weights there are asked again (``answers_from.json``)."""
     from stvg_lab.evaluate import evaluate_model
-    from stvg_lab.train.runs import checkpoint_fingerprint
 
     out = cfg.out_dir / "eval" / name
-    stamp = out / "checkpoint.json"
-    want = {"checkpoint": str(checkpoint), "fingerprint": checkpoint_fingerprint(checkpoint)}
-    same = stamp.is_file() and json.loads(stamp.read_text(encoding="utf-8")) == want
-    if not same and out.exists():
-        logger.info("%s: answers of other weights (or unstamped) in %s; evaluating again", name, out)
-        stamp.unlink(missing_ok=True)
-    out.mkdir(parents=True, exist_ok=True)
-    evaluate_model(checkpoint, test, out, _recipe(cfg).answer_format, train_samples=train, progress=False, resume=same)
-    tmp = stamp.with_suffix(".tmp")  # the stamp last and atomically: a killed evaluation leaves none
-    tmp.write_text(json.dumps(want), encoding="utf-8")
-    tmp.replace(stamp)
+    evaluate_model(checkpoint, test, out, _recipe(cfg).answer_format, train_samples=train, progress=False)
     return out
 
 

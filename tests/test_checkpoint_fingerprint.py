@@ -1,11 +1,11 @@
-"""stvg_lab.train.runs.checkpoint_fingerprint: what changes a checkpoint's fingerprint and what does not."""
+"""stvg_lab.checkpoints.checkpoint_fingerprint: what changes a checkpoint's fingerprint and what does not."""
 
 from __future__ import annotations
 
 import pytest
 
-from stvg_lab.train import runs
-from stvg_lab.train.runs import checkpoint_fingerprint
+from stvg_lab import checkpoints
+from stvg_lab.checkpoints import checkpoint_fingerprint
 
 
 def make(folder, files):
@@ -36,8 +36,8 @@ def test_fingerprint_cases(tmp_path, files, same):
 
 
 def test_large_files_count_by_their_ends(tmp_path, monkeypatch):
-    monkeypatch.setattr(runs, "FINGERPRINT_FULL_BYTES", 8)
-    monkeypatch.setattr(runs, "_FINGERPRINT_END_BYTES", 4)
+    monkeypatch.setattr(checkpoints, "FINGERPRINT_FULL_BYTES", 8)
+    monkeypatch.setattr(checkpoints, "_FINGERPRINT_END_BYTES", 4)
     ref = checkpoint_fingerprint(make(tmp_path / "a", {"w": b"HEAD" + b"m" * 20 + b"TAIL"}))
     assert checkpoint_fingerprint(make(tmp_path / "b", {"w": b"HEAD" + b"x" * 20 + b"TAIL"})) == ref  # the middle is not read
     assert checkpoint_fingerprint(make(tmp_path / "c", {"w": b"HEAD" + b"m" * 20 + b"TAIl"})) != ref

@@ -6,6 +6,7 @@ import importlib.util
 import json
 import logging
 import os
+import shutil
 import tempfile
 from dataclasses import replace
 from pathlib import Path
@@ -21,6 +22,7 @@ from stvg_lab.evaluate import (
     METRICS_FILE,
     PER_SAMPLE_FILE,
     PREDICTIONS_FILE,
+    ANSWERS_STAMP_FILE,
     evaluate_command,
     evaluate_model,
     eval_frames_for,
@@ -152,6 +154,60 @@ def test_resume_skips_done_ids(tiny, synth, tmp_path, monkeypatch):
     assert [c["batch"] for c in calls] == [2, 1]
     assert [p.to_dict() for p in again[:2]] == [p.to_dict() for p in first]
     assert len(out.read_text().splitlines()) == 3
+
+
+def _in_place(ckpt, out):
+    (ckpt / "config.json").write_text((ckpt / "config.json").read_text() + " ")  # new bytes at the same path
+    return ckpt, {}
+
+
+def _unstamped(ckpt, out):
+    (out / ANSWERS_STAMP_FILE).unlink()
+    return ckpt, {}
+
+
+RESUME_CASES = [
+    # (id, change between the two evaluations -> (model_path, evaluate_model kwargs), samples asked the 2nd time of 3)
+    ("same weights, same decoding", lambda ckpt, out: (ckpt, {}), 1),
+    ("weights replaced in place", _in_place, 3),
+    ("same weights moved to another folder", lambda ckpt, out: (shutil.copytree(ckpt, ckpt.parent / "moved"), {}), 1),
+    ("sampled instead of greedy", lambda ckpt, out: (ckpt, {"do_sample": True}), 3),
+    ("another token budget", lambda ckpt, out: (ckpt, {"max_new_tokens": 300}), 3),
+    ("answers written before stamps existed", _unstamped, 3),
+    ("resume=False", lambda ckpt, out: (ckpt, {"resume": False}), 3),
+]
+
+
+@pytest.mark.parametrize("case, change, asked", RESUME_CASES, ids=[c[0] for c in RESUME_CASES])
+def test_evaluate_model_resumes_only_answers_of_the_same_weights_and_decoding(tiny, synth, tmp_path, monkeypatch, caplog,
+                                                                             case, change, asked):
+    path, model, processor = tiny
+    samples = load_synthetic(synth, "test")
+    ckpt, out = shutil.copytree(path, tmp_path / "ckpt"), tmp_path / "eval"
+    answers, calls = perfect_answers(samples, "paper") * 2, []
+    monkeypatch.setattr(model, "generate", fake_generate(processor, answers, calls))
+    evaluate_model(ckpt, samples[:2], out, "paper", progress=False, model=model, processor=processor)
+    first = json.loads((out / ANSWERS_STAMP_FILE).read_text())
+    assert first["model"] == str(ckpt) and first["weights"].startswith("fingerprint:") and sum(c["batch"] for c in calls) == 2
+    model_path, kwargs = change(ckpt, out)
+    with caplog.at_level(logging.WARNING, logger="stvg_lab.evaluate"):
+        report = evaluate_model(model_path, samples, out, "paper", progress=False, model=model, processor=processor, **kwargs)
+    assert sum(c["batch"] for c in calls) - 2 == asked
+    assert ("asking every sample again" in caplog.text) == (asked == 3 and "resume" not in kwargs)
+    assert [p.id for p in read_predictions(out / PREDICTIONS_FILE)] == [s.id for s in samples] == [p.id for p in report.predictions]
+    assert json.loads((out / ANSWERS_STAMP_FILE).read_text())["model"] == str(model_path)
+
+
+def test_evaluate_model_trusts_a_name_that_is_not_a_folder(tiny, synth, tmp_path, monkeypatch):
+    # a hub id (vLLM, or a label for an in-memory model) cannot be fingerprinted: resume goes by the name
+    _, model, processor = tiny
+    samples = load_synthetic(synth, "test")
+    calls = []
+    monkeypatch.setattr(model, "generate", fake_generate(processor, perfect_answers(samples, "paper") * 2, calls))
+    for n in (2, 3):
+        evaluate_model("org/some-model", samples[:n], tmp_path, "paper", progress=False, model=model, processor=processor)
+    assert [c["batch"] for c in calls] == [2, 1]
+    assert json.loads((tmp_path / ANSWERS_STAMP_FILE).read_text())["weights"] == "name:org/some-model"
 
 
 def test_resume_drops_truncated_last_line(tiny, synth, tmp_path, monkeypatch, caplog):

@@ -29,7 +29,7 @@ Caching. Each run lives in ``out_dir/runs/<hash>/`` where ``<hash>`` is :func:`r
 resolved recipe: every field except the bookkeeping ones in :data:`VOLATILE_FIELDS` (name, output
 dir, logging and saving cadence), with ``init_from`` replaced by the identity of the SFT
 checkpoint (``sft:<hash of the SFT recipe>`` for one the grid trained, the path and
-:func:`stvg_lab.train.runs.checkpoint_fingerprint` for one given in ``sft_checkpoints``, so that new
+:func:`stvg_lab.checkpoints.checkpoint_fingerprint` for one given in ``sft_checkpoints``, so that new
 weights at the same path train new runs), so the grid folder can be moved. Two variants that resolve to the same recipe
 share one run. A run directory holds::
 
@@ -64,7 +64,7 @@ from typing import Any, Callable, Mapping, Sequence
 
 from stvg_lab.answer import get_format
 from stvg_lab.train.recipe import Recipe, load_recipe
-from stvg_lab.train.runs import checkpoint_fingerprint
+from stvg_lab.checkpoints import checkpoint_fingerprint
 
 logger = logging.getLogger(__name__)
 

@@ -8,7 +8,6 @@ A run folder holds ``recipe.yaml``, ``environment.jsonl``, ``checkpoint-<step>/`
 from __future__ import annotations
 
 import datetime
-import hashlib
 import json
 import logging
 import platform
@@ -99,39 +98,6 @@ def read_environment(run_dir: str | Path) -> list[dict[str, Any]]:
         except json.JSONDecodeError as e:
             raise ValueError(f"{path}, line {k}: not JSON ({e.msg})") from e
     return rows
-
-
-FINGERPRINT_FULL_BYTES = 64 * 2**20  # files up to this size are hashed whole; larger ones by their ends
-_FINGERPRINT_END_BYTES = 2**20
-
-
-def checkpoint_fingerprint(checkpoint: str | Path) -> str:
-    """A short hash of a checkpoint folder's files, so caches keyed by a path notice new weights there.
-
-    Why: the shipped SFT is replaced in place (bench/make_shipped_sft.py), and a cache keyed by its
-    path alone (the demo's grid runs and evaluations) would go on serving results of the old weights.
-    Every regular file counts by its relative path and size, and by its bytes: whole up to
-    ``FINGERPRINT_FULL_BYTES`` (the CPU stand-in: one 3 MB file), else its first and last MiB, so a
-    multi-GB checkpoint is fingerprinted in milliseconds. Two large files of the same size that differ
-    only in the middle would collide; a training step changes every tensor, the first ones included.
-    Raises FileNotFoundError naming a missing folder.
-    """
-    root = Path(checkpoint)
-    if not root.is_dir():
-        raise FileNotFoundError(f"checkpoint folder {root} does not exist")
-    digest = hashlib.sha256()
-    for path in sorted(p for p in root.rglob("*") if p.is_file()):
-        size = path.stat().st_size
-        digest.update(f"{path.relative_to(root).as_posix()}\0{size}\0".encode())
-        with path.open("rb") as f:
-            if size <= FINGERPRINT_FULL_BYTES:
-                for block in iter(lambda: f.read(2**20), b""):
-                    digest.update(block)
-            else:
-                digest.update(f.read(_FINGERPRINT_END_BYTES))
-                f.seek(size - _FINGERPRINT_END_BYTES)
-                digest.update(f.read(_FINGERPRINT_END_BYTES))
-    return digest.hexdigest()[:16]
 
 
 def existing_outputs(run_dir: str | Path) -> list[Path]:
