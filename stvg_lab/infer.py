@@ -453,7 +453,8 @@ def predict(
     ``processor`` may be None to load the checkpoint's). ``max_new_tokens=None``:
     :func:`answer_token_budget` of each batch's longest clip. Greedy unless ``do_sample``.
     ``out_path``: JSONL written per batch; with ``resume`` the ids already there are not asked
-    again. Returns one :class:`Prediction` per sample, in ``samples`` order.
+    again, whatever weights wrote them (:func:`stvg_lab.evaluate.evaluate_model` checks that they are
+    the same). Returns one :class:`Prediction` per sample, in ``samples`` order.
     """
     if backend not in BACKENDS:
         raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
