@@ -62,6 +62,13 @@ def spans_changed(start: list[dict], run: list[dict]) -> float:
     return sum(r.get("pred_span") != before[r["id"]] for r in common) / len(common)
 
 
+def span_control(metrics: dict) -> dict[str, float]:
+    """The greedy pred spans with the mean training box (``metrics.json``'s control), METRICS only."""
+    from stvg_lab.evaluate import OWN_SPAN_CONTROL
+
+    return {k: metrics["controls"][OWN_SPAN_CONTROL][k] for k in METRICS}
+
+
 def score(checkpoint: Path, out: Path, data: Path, n_test: int, temperature: float | None = None) -> dict:
     """Test metrics of ``checkpoint`` (pred and think tubes, parse rate, span stats), cached in ``out/score.json``.
 
@@ -71,18 +78,21 @@ def score(checkpoint: Path, out: Path, data: Path, n_test: int, temperature: flo
     from stvg_lab.analysis.counts import box_counts
     from stvg_lab.analysis.swap import swap_control
     from stvg_lab.data.synth import load_synthetic
+    from stvg_lab.evaluate import score_predictions
 
     done = out / "score.json"
     if done.is_file() and done.stat().st_mtime > (checkpoint / "model.safetensors").stat().st_mtime:
         cached = json.loads(done.read_text(encoding="utf-8"))
         if cached["n_test"] == n_test:
-            if "swap" not in cached or "counts" not in cached:  # scored before these existed: they need only the saved answers
+            if not {"swap", "counts", "span_control"} <= set(cached):  # scored before these existed: they need only the saved answers
                 from stvg_lab.infer import read_predictions
 
                 saved = read_predictions(out / "eval" / "predictions.jsonl")
+                test = load_synthetic(data, "test")[:n_test]
                 if "swap" not in cached:
-                    cached["swap"] = swap_control(saved, load_synthetic(data, "test")[:n_test])
+                    cached["swap"] = swap_control(saved, test)
                 cached["counts"] = box_counts(saved)
+                cached["span_control"] = span_control(score_predictions(saved, test, "compact", train_samples=load_synthetic(data, "train")).metrics)
                 done.write_text(json.dumps(cached, indent=1), encoding="utf-8")
             return cached
     import torch
@@ -97,7 +107,8 @@ def score(checkpoint: Path, out: Path, data: Path, n_test: int, temperature: flo
     result = {"n_test": n_test, "temperature": temperature, "parse_rate": 1 - m["parse_failure_rate"],
               **{f"{tube}_{k}": m[tube][k] for tube in ("pred", "think") if m.get(tube) for k in METRICS},
               "spans": span_stats(report.per_sample), "swap": swap_control(report.predictions, test), "counts": box_counts(report.predictions),
-              "baselines": {b: {k: v[k] for k in METRICS} for b, v in (m.get("baselines") or {}).items()}}
+              "baselines": {b: {k: v[k] for k in METRICS} for b, v in (m.get("baselines") or {}).items()},
+              "span_control": span_control(m)}
     done.write_text(json.dumps(result, indent=1), encoding="utf-8")
     return result
 
@@ -197,7 +208,7 @@ def table(root: Path) -> str:
     if not results:
         raise SystemExit(f"no sweep results under {root}")
     cell = lambda vals, scale=100.0, digits=1: format_cell(*mean_spread(vals)[:2], scale=scale, digits=digits)  # noqa: E731
-    cols = ["parsed", *(f"pred {m}" for m in METRICS), "think m_vIoU", "sampled: parsed", "sampled: m_tIoU", "sampled: m_vIoU",
+    cols = ["parsed", *(f"pred {m}" for m in METRICS), "pred spans + mean box: m_vIoU", "think m_vIoU", "sampled: parsed", "sampled: m_tIoU", "sampled: m_vIoU",
             "pred span len", "spans moved",
             "reward first → last", "temporal last", "spatial last", "KL last"]
     # the start row's sampled cells at temperature 1.0 (tiny_cpu_grpo's) when any run sampled there
@@ -206,12 +217,14 @@ def table(root: Path) -> str:
     lines = [f"{start['n_test']} test clips, %, mean ± sample std over seeds; reward terms: mean of the last fifth of logged steps", "",
              "| variant | seeds | " + " | ".join(cols) + " |", "|---|---|" + "---:|" * len(cols),
              f"| start (SFT) | – | {100 * start['parse_rate']:.0f} | " + " | ".join(f"{100 * start[f'pred_{m}']:.1f}" for m in METRICS)
+             + f" | {cell([start['span_control']['m_vIoU']]) if 'span_control' in start else '–'}"
              + f" | {100 * start['think_m_vIoU']:.1f} | {_sampled(start)}"
              + f" | {start['spans']['pred_len']:.2f} | – | – | – | – | – |"]
     for name, rs in results.items():
         rs.sort(key=lambda r: r["seed"])
         term = lambda key: cell([r["terms"][key][1] for r in rs], 1, 2) if all(key in r["terms"] for r in rs) else "–"  # noqa: E731
         cells = [cell([r["parse_rate"] for r in rs], digits=0), *(cell([r[f"pred_{m}"] for r in rs]) for m in METRICS),
+                 cell([r["span_control"]["m_vIoU"] for r in rs]) if all("span_control" in r for r in rs) else "–",
                  cell([r["think_m_vIoU"] for r in rs]),
                  *((cell([r["sampled"][k] for r in rs], digits=0 if k == "parse_rate" else 1) if all("sampled" in r for r in rs) else "–")
                    for k in ("parse_rate", "pred_m_tIoU", "pred_m_vIoU")),

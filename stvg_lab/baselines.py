@@ -4,11 +4,15 @@
   training box (in frame-relative coordinates, rescaled to each video's size).
 * ``gt_span_mean_box``: the ground-truth span (an oracle for time) with the mean box: what
   temporal grounding alone is worth spatially.
+
+And one control per model, :func:`own_span_mean_box`: the model's own pred span with the mean
+box. Its m_tIoU is the model's; its m_vIoU is what the model's span earns with boxes that know
+nothing of the clip, so the model's boxes ground only by as much as its m_vIoU exceeds it.
 """
 
 from __future__ import annotations
 
-from typing import Iterable, Sequence
+from typing import Iterable, Mapping, Sequence
 
 import numpy as np
 
@@ -39,6 +43,15 @@ def whole_video_mean_box(samples: Sequence[Sample], rel_box: np.ndarray) -> dict
 
 def gt_span_mean_box(samples: Sequence[Sample], rel_box: np.ndarray) -> dict[str, Tube]:
     return {s.id: _tube(range(s.span_frames[0], s.span_frames[1] + 1), rel_box, s) for s in samples}
+
+
+def own_span_mean_box(spans: Mapping[str, Sequence[int] | None], samples: Sequence[Sample], rel_box: np.ndarray) -> dict[str, Tube]:
+    """Each sample's ``spans[id]`` (``[first, last]`` original frames, inclusive) with the mean box.
+
+    A sample whose span is None or absent (its answer did not parse) gets no tube and scores 0,
+    as the model does.
+    """
+    return {s.id: _tube(range(span[0], span[1] + 1), rel_box, s) for s in samples if (span := spans.get(s.id))}
 
 
 BASELINES = {

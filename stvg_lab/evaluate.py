@@ -10,7 +10,8 @@
 * ``metrics.json``: m_tIoU, m_vIoU, vIoU@0.3, vIoU@0.5 (fractions), ``n``, ``n_missing`` for the
   ``pred`` and ``think`` tubes (``think`` is null for a format without ``<think_bbox>``), the
   same per VidSTG ``qtype`` under ``by_group`` when the samples carry one, the trivial baselines
-  (:mod:`stvg_lab.baselines`) when a train split is given, the parse-failure rate and error
+  (:mod:`stvg_lab.baselines`) when a train split is given, and then under ``controls`` the
+  model's own pred spans with the mean box (what its boxes add), the parse-failure rate and error
   counts, the consistent-answer rate (Eq. 4), mean latency / generated tokens / peak memory, and
   the generation settings;
 * ``per_sample.jsonl``: per sample ``tIoU``/``vIoU`` of pred and think, spans, parse error,
@@ -39,7 +40,7 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 
 from stvg_lab.answer import get_format
-from stvg_lab.baselines import baseline_predictions
+from stvg_lab.baselines import BASELINES, mean_relative_box, own_span_mean_box
 from stvg_lab.checkpoints import checkpoint_fingerprint
 from stvg_lab.data.layout import load_split
 from stvg_lab.data.sample import Sample
@@ -54,6 +55,8 @@ TAG_KEYS = ("small", "short", "occluded", "occlusion", "event", "n_distractors",
 """``extras`` keys copied into ``per_sample.jsonl`` when present (synthetic tags, VidSTG types)."""
 PREDICTIONS_FILE, METRICS_FILE, PER_SAMPLE_FILE = "predictions.jsonl", "metrics.json", "per_sample.jsonl"
 ANSWERS_STAMP_FILE = "answers_from.json"
+OWN_SPAN_CONTROL = "pred span + mean box"
+"""``metrics.json`` ``controls`` key: the model's pred spans with the mean training box (:func:`stvg_lab.baselines.own_span_mean_box`)."""
 
 
 @dataclass
@@ -151,6 +154,7 @@ def score_predictions(
         "think": {k: v for k, v in think_scores.items() if k != "per_sample"} if think_scores else None,
         "by_group": {"pred": pred_groups, "think": think_groups} if groups else None,
         "baselines": {},
+        "controls": {},
         "parse_failure_rate": (sum(errors.values()) + n - len(done)) / n,
         "parse_errors": dict(sorted(errors.items())),
         "consistent_rate": sum(p.consistent for p in done) / n,
@@ -163,9 +167,11 @@ def score_predictions(
         "settings": dict(settings or {}),
     }
     if train_samples:
-        for name, tubes in baseline_predictions(train_samples, samples).items():
-            scores = evaluate(tubes, gts, frames)
-            metrics["baselines"][name] = scores
+        rel_box = mean_relative_box(train_samples)
+        for name, baseline in BASELINES.items():
+            metrics["baselines"][name] = evaluate(baseline(samples, rel_box), gts, frames)
+        spans = {sid: _span(tube) for sid, tube in pred_tubes.items()}
+        metrics["controls"] = {OWN_SPAN_CONTROL: evaluate(own_span_mean_box(spans, samples, rel_box), gts, frames)}
 
     rows = []
     for s in samples:
@@ -310,7 +316,7 @@ def _row(name: str, scores: Mapping[str, Any]) -> str:
 
 
 def metrics_table(metrics: Mapping[str, Any]) -> str:
-    """A markdown table of ``metrics`` (as in ``metrics.json``): rows think, pred, per-qtype, baselines; values in %."""
+    """A markdown table of ``metrics`` (as in ``metrics.json``): rows think, pred, per-qtype, the pred-span control, baselines; values in %."""
     lines = ["| tube | " + " | ".join(METRIC_KEYS) + " |", "|---|" + "---:|" * len(METRIC_KEYS)]
     for tube in ("think", "pred"):
         if metrics.get(tube):
@@ -319,6 +325,8 @@ def metrics_table(metrics: Mapping[str, Any]) -> str:
         for group, scores in (groups or {}).items():
             if group != "all":
                 lines.append(_row(f"{tube} ({group})", scores))
+    for name, scores in (metrics.get("controls") or {}).items():
+        lines.append(_row(f"control: {name}", scores))
     for name, scores in (metrics.get("baselines") or {}).items():
         lines.append(_row(f"baseline: {name}", scores))
     n, rate = metrics.get("n"), metrics.get("parse_failure_rate")

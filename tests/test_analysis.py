@@ -174,6 +174,16 @@ def test_results_table():
     assert "\\begin{tabular}" in results_table({"SFT": _metrics(0.5)}, fmt="latex")
 
 
+def test_results_table_gives_each_model_its_span_control():
+    control = lambda v: {**_metrics(v), "controls": {"pred span + mean box": dict(zip(METRICS, [v, 0.1, 0.2, 0.0]))}}  # noqa: E731
+    md = results_table({"SFT": control(0.5), "GRPO": [control(0.6), control(0.8)]})
+    lines = md.splitlines()
+    # below each model's own rows, before the next model; seeds averaged like the model's rows
+    assert lines.index("| SFT | pred span + mean box | 1 | 50.0 | 10.0 | 20.0 | 0.0 |") == lines.index("| SFT | pred | 1 | 50.0 | 25.0 | 50.0 | 12.5 |") + 1
+    assert "| GRPO | pred span + mean box | 2 | 70.0 ± 14.1 | 10.0 ± 0.0 | 20.0 ± 0.0 | 0.0 ± 0.0 |" in lines
+    assert "pred span + mean box" not in results_table({"SFT": control(0.5)}, include_baselines=False)
+
+
 def _eval_dir(root: Path, name: str, ids, latency, tokens) -> Path:
     d = root / name
     d.mkdir()

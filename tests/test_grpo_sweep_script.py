@@ -77,6 +77,23 @@ def test_table_rows_are_mean_and_sample_std_per_variant(tmp_path):
     assert lines[-1] == "Made on: not recorded (3 runs)."  # no run folder wrote environment.jsonl
 
 
+def test_span_control_column_sits_beside_the_models_metrics(tmp_path):
+    # the greedy pred spans with the mean box: the model's boxes ground by as much as m_vIoU exceeds it
+    for seed, v in ((0, 0.04), (1, 0.06)):
+        _write(tmp_path, "base", seed, 0.5, [])
+        path = tmp_path / "base" / f"seed{seed}" / "result.json"
+        r = json.loads(path.read_text())
+        r["span_control"] = dict.fromkeys(sweep.METRICS, v)
+        r["start"]["span_control"] = dict.fromkeys(sweep.METRICS, 0.03)
+        path.write_text(json.dumps(r))
+    lines = sweep.table(tmp_path).splitlines()
+    header = next(line for line in lines if line.startswith("| variant | seeds"))
+    col = header.split(" | ").index("pred spans + mean box: m_vIoU")
+    assert next(line for line in lines if line.startswith("| start")).split(" | ")[col] == "3.0"
+    assert next(line for line in lines if line.startswith("| base")).split(" | ")[col] == "5.0 ± 1.4"
+    assert next(line for line in lines if line.startswith("| baseline:")).split(" | ")[col] == "–"
+
+
 def _env(capability: str, gpus: list[str], torch: str = "2.13.0+cpu") -> str:
     return json.dumps({"cpu_capability": capability, "gpus": gpus, "torch_threads": 1,
                        "packages": {"torch": torch, "transformers": "5.23.0", "trl": "1.16.0"}})

@@ -20,6 +20,7 @@ from stvg_lab.answer import FORMATS, format_answer, get_format
 from stvg_lab.data.synth import SynthConfig, generate_synthetic, load_synthetic
 from stvg_lab.evaluate import (
     METRICS_FILE,
+    OWN_SPAN_CONTROL,
     PER_SAMPLE_FILE,
     PREDICTIONS_FILE,
     ANSWERS_STAMP_FILE,
@@ -380,6 +381,20 @@ def test_score_predictions_counts_missing_and_groups():
     assert report.per_sample[1]["error"] == "no_prediction"
     table = metrics_table(m)
     assert "| pred (declarative) |" in table and "| pred (interrogative) | 0.0 | 0.0 | 0.0 | 0.0 |" in table
+
+
+def test_the_span_control_keeps_the_models_span_and_swaps_in_the_mean_box():
+    # a: the right span with boxes far off the object; b: no answer. The only training sample's box is
+    # a's gt box, so the control's mean box is exact: inside the span its vIoU is the span's tIoU
+    a, b = replace(_SAMPLE, id="a"), replace(_SAMPLE, id="b")
+    off = make_prediction(a, "<time> 1 - 2 </time> <pred_bbox> 1. [150,150,200,200], 2. [150,150,200,200] </pred_bbox>",
+                          [0, 4, 8, 12], (224, 224), "no_think")
+    m = score_predictions([off], [a, b], "no_think", train_samples=[_SAMPLE]).metrics
+    control = m["controls"][OWN_SPAN_CONTROL]
+    assert m["pred"]["m_vIoU"] == 0.0 and control["m_tIoU"] == m["pred"]["m_tIoU"] > 0
+    assert control["m_vIoU"] == pytest.approx(m["pred"]["m_tIoU"]) and control["n_missing"] == 1  # b scores 0 in both
+    assert "| control: pred span + mean box |" in metrics_table(m)
+    assert score_predictions([off], [a, b], "no_think").metrics["controls"] == {}  # no train split, no mean box
 
 
 def test_eval_frames_modes():

@@ -218,6 +218,11 @@ def _load_metrics(src: Mapping[str, Any] | str | Path) -> Mapping[str, Any]:
     return data["metrics"] if "recipe_hash" in data and "metrics" in data else data  # a grid run's marker wraps them
 
 
+def _seed_row(label: Any, tube: str, runs: Sequence[Mapping[str, float]]) -> list[str]:
+    """One table row: label, tube, number of seeds, then each metric's mean ± sample std over ``runs``."""
+    return [str(label), tube, str(len(runs)), *(format_cell(*mean_spread([r[m] for r in runs])[:2]) for m in METRICS)]
+
+
 def results_table(
     rows: Mapping[str, Any] | Sequence[tuple[str, Any]],
     fmt: str = "markdown",
@@ -231,8 +236,9 @@ def results_table(
 
     ``rows`` maps a label to one evaluation or a list of them (seeds: mean ± sample std), each a
     ``metrics.json`` dict of :mod:`stvg_lab.evaluate`, its path, or an evaluation / grid-run
-    folder. A no-think model has only a pred row. With ``include_baselines`` the trivial
-    baselines found in the evaluations' ``baselines`` are added once each (pred). The paper's
+    folder. A no-think model has only a pred row. With ``include_baselines`` each model also gets
+    its ``controls`` row (its pred spans with the mean training box, :mod:`stvg_lab.baselines`), and
+    the trivial baselines found in the evaluations' ``baselines`` are added once each (pred). The paper's
     ``paper_methods`` rows of the main table (``benchmark``, default HCSTVG-v1, final
     prediction) follow, labelled ``paper (<benchmark>): <method>``.
     """
@@ -246,11 +252,12 @@ def results_table(
             runs = [t[tube] for t in per_tube if tube in t]
             if not runs:
                 continue
-            cells = [str(label), tube, str(len(runs))]
-            for m in METRICS:
-                mean, std, _ = mean_spread([r[m] for r in runs])
-                cells.append(format_cell(mean, std))
-            body.append(cells)
+            body.append(_seed_row(label, tube, runs))
+        if include_baselines:
+            # the model's own pred spans with the mean box: its boxes ground by as much as pred exceeds this row
+            for name in dict.fromkeys(k for e in evals for k in (e.get("controls") or {})):
+                runs = [e["controls"][name] for e in evals if name in (e.get("controls") or {})]
+                body.append(_seed_row(label, name, runs))
         for e in evals:
             for name, scores in (e.get("baselines") or {}).items():
                 baselines.setdefault(name, scores)
