@@ -270,6 +270,9 @@ def run_demo(cfg: DemoConfig) -> Path:
             "",
             "## Untrained vs SFT vs SFT + GRPO",
             "",
+            "Each model's `pred span + mean box` row keeps its own pred spans and puts the mean training box in every "
+            "frame: the model's boxes ground by as much as its pred m_vIoU exceeds that row's.",
+            "",
             results_table(rows),
             "",
             "## Does the model read the video? (`stvg_lab.analysis.reliance`)",

@@ -17,7 +17,8 @@ def test_quick_demo_writes_the_report_and_a_rerun_is_cached(tmp_path):
     for heading in ("Untrained vs SFT vs SFT + GRPO", "Does the model read the video?", "Do the answers carry their own clip?",
                     "Do the box lists fit their span?", "Reduced ablation grid", "Object scale", "Wall time"):
         assert heading in text
-    for row in ("untrained stand-in", "SFT + GRPO", "baseline: whole video + mean box", "baseline: gt span + mean box"):
+    for row in ("untrained stand-in", "SFT + GRPO", "baseline: whole video + mean box", "baseline: gt span + mean box",
+                "| SFT | pred span + mean box | 1 |", "| SFT + GRPO | pred span + mean box | 1 |"):
         assert row in text
     assert "| gap: span digits | gap: think box 1 | gap: pred box 1 |" in text
     # the swap control has a row per model: numbers, or why it could not swap (a smoke-size SFT may parse nothing)
