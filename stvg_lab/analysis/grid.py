@@ -357,7 +357,8 @@ def make_eval_fn(eval_kwargs: Mapping[str, Any] | None = None, max_eval_samples:
     """The default evaluation: ``evaluate_model(checkpoint, <recipe's eval_split>, out_dir, recipe.answer_format)``.
 
     Samples come from :func:`stvg_lab.train.dataset.load_samples` (the recipe's dataset and
-    ``eval_split``), the first ``max_eval_samples`` when set; ``eval_kwargs`` go to
+    ``eval_split``), the first ``max_eval_samples`` when set; the recipe's training split gives the
+    mean box of the baselines and of each run's pred-span control. ``eval_kwargs`` go to
     :func:`stvg_lab.evaluate.evaluate_model`. Returns the ``metrics.json`` content.
     """
     kwargs = {"progress": False, **dict(eval_kwargs or {})}
@@ -369,7 +370,8 @@ def make_eval_fn(eval_kwargs: Mapping[str, Any] | None = None, max_eval_samples:
         samples = load_samples(recipe, recipe.eval_split)
         if max_eval_samples is not None:
             samples = samples[:max_eval_samples]
-        return evaluate_model(checkpoint, samples, out_dir, recipe.answer_format, **kwargs).metrics
+        given = {"train_samples": load_samples(recipe, recipe.train_split)} | kwargs  # eval_kwargs may bring their own
+        return evaluate_model(checkpoint, samples, out_dir, recipe.answer_format, **given).metrics
 
     return eval_fn
 
