@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 import yaml
 
@@ -203,3 +205,10 @@ def test_train_commands_default_to_their_stage_recipe():
 
     defaults = {stage: add_recipe_arguments(argparse.ArgumentParser(), stage).parse_args([]).recipe for stage in ("sft", "grpo")}
     assert defaults == {"sft": "tiny_cpu", "grpo": "tiny_cpu_grpo"}
+
+
+def test_the_metric_recipe_is_tiny_cpu_grpo_with_three_overrides():
+    # what bench/grpo_sweep.py measured as metric_dapo_spa10 with --set; the recipe must stay that run
+    metric = load_recipe("tiny_cpu_grpo_metric")
+    swept = load_recipe("tiny_cpu_grpo", reward_variant="viou_metric", loss_type="dapo", reward_scale={"spatial": 10})
+    assert replace(metric, name=swept.name) == swept

@@ -1,6 +1,6 @@
 """Training recipes: every knob of an SFT or GRPO run in one dataclass, read from YAML and saved with the run.
 
-Two recipes ship in ``stvg_lab/recipes/``:
+Four recipes ship in ``stvg_lab/recipes/``:
 
 * ``paper.yaml``: the paper's §4 values (AdamW, lr 1e-6, weight decay 1e-2, global batch 128
   through gradient accumulation, 8 rollouts, λk = 0.5, 2 fps, longer side ≤ 336) for
@@ -9,6 +9,9 @@ Two recipes ship in ``stvg_lab/recipes/``:
   carries a comment saying which.
 * ``tiny_cpu.yaml``: what the randomly initialised stand-in (``stvg_lab.model.build_tiny_model``)
   needs on two CPU cores: a higher learning rate, a small batch, a few hundred steps.
+* ``tiny_cpu_grpo.yaml``: its GRPO stage with the paper's five rewards (what ``make demo`` runs).
+* ``tiny_cpu_grpo_metric.yaml``: the same stage with the test metric as the spatial reward, not
+  the paper's (bench/LEARNING.md round 12).
 
 :func:`load_recipe` reads one by name or path and applies overrides; an unknown key, in the file
 or among the overrides, raises ``ValueError`` naming the key and where it came from. Values are
