@@ -263,14 +263,15 @@ def swap_table(start: dict, results: dict[str, list[dict]]) -> list[str]:
         return ["", "(no swap control in some results: run each variant again to add it; no training is redone)"]
     cell = lambda vals: format_cell(*mean_spread(vals)[:2], scale=100.0, digits=1)  # noqa: E731
     cols = ["span tIoU own", "swapped", "think box: centre hit own", "swapped", "one constant box", "distinct boxes",
-            "pred box: centre hit own", "swapped"]
+            "pred box: centre hit own", "swapped", "pred box: IoU own", "swapped", "one constant box"]
     lines = ["", "Own vs next clip's greedy answer against each clip's ground truth (`stvg_lab.analysis.swap`), %; "
              "a prior scores alike both ways:", "", "| variant | " + " | ".join(cols) + " |", "|---|" + "---:|" * len(cols)]
     for name, swaps in [("start (SFT)", [start["swap"]]), *((n, [r["swap"] for r in rs]) for n, rs in results.items())]:
         cells = [cell([w["span"]["own"] for w in swaps]), cell([w["span"]["swapped"] for w in swaps])]
         cells += [cell([w["think"][k] for w in swaps]) for k in ("own_centre", "swapped_centre", "constant_centre")]
         cells.append(format_cell(*mean_spread([w["think"]["distinct"] for w in swaps])[:2], scale=1.0, digits=0))
-        cells += [cell([w["pred"][k] for w in swaps]) for k in ("own_centre", "swapped_centre")]
+        # mean IoU per frame of the spans' intersection: own ≈ swapped ≈ constant means the boxes are a prior
+        cells += [cell([w["pred"][k] for w in swaps]) for k in ("own_centre", "swapped_centre", "own_iou", "swapped_iou", "constant_iou")]
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
     return lines
 

@@ -112,7 +112,8 @@ def test_made_on_counts_each_environment_by_its_first_start(tmp_path):
 
 
 def _swap(own: float, swapped: float, distinct: int) -> dict:
-    box = {"own_centre": own, "swapped_centre": swapped, "constant_centre": 0.7, "distinct": distinct}
+    box = {"own_centre": own, "swapped_centre": swapped, "constant_centre": 0.7, "distinct": distinct,
+           "own_iou": own / 2, "swapped_iou": swapped / 2, "constant_iou": 0.4}
     return {"span": {"own": own, "swapped": swapped}, "think": box, "pred": box}
 
 
@@ -129,8 +130,9 @@ def _two_seeds(root: Path, key: str, per_seed: list[dict], start: dict) -> None:
 def test_swap_table_rows(tmp_path):
     _two_seeds(tmp_path, "swap", [_swap(0.6, 0.5, 1), _swap(0.8, 0.5, 1)], _swap(0.5, 0.3, 12))
     lines = sweep.table(tmp_path).splitlines()
-    assert "| start (SFT) | 50.0 | 30.0 | 50.0 | 30.0 | 70.0 | 12 | 50.0 | 30.0 |" in lines
-    assert "| base | 70.0 ± 14.1 | 50.0 ± 0.0 | 70.0 ± 14.1 | 50.0 ± 0.0 | 70.0 ± 0.0 | 1 ± 0 | 70.0 ± 14.1 | 50.0 ± 0.0 |" in lines
+    assert "| start (SFT) | 50.0 | 30.0 | 50.0 | 30.0 | 70.0 | 12 | 50.0 | 30.0 | 25.0 | 15.0 | 40.0 |" in lines
+    assert ("| base | 70.0 ± 14.1 | 50.0 ± 0.0 | 70.0 ± 14.1 | 50.0 ± 0.0 | 70.0 ± 0.0 | 1 ± 0 | 70.0 ± 14.1 | 50.0 ± 0.0 "
+            "| 35.0 ± 7.1 | 25.0 ± 0.0 | 40.0 ± 0.0 |") in lines
 
 
 def test_table_without_results_says_where(tmp_path):
