@@ -201,6 +201,18 @@ def test_changing_eval_settings_reevaluates_without_training(base, tmp_path):
     assert results.runs[0].status == "evaluated"
 
 
+def test_a_new_scoring_version_reevaluates_without_training(base, tmp_path, monkeypatch):
+    # runs scored before the evaluation scored more (e.g. the pred-span control) are scored again
+    import stvg_lab.analysis.grid as grid_module
+
+    _run(_spec(base, variants=["full"], seeds=[0]), tmp_path / "grid", Fakes())
+    monkeypatch.setattr(grid_module, "SCORING_VERSION", grid_module.SCORING_VERSION + 1)
+    fakes = Fakes()
+    results = _run(_spec(base, variants=["full"], seeds=[0]), tmp_path / "grid", fakes)
+    assert fakes.train_calls == [] and fakes.eval_calls == [("full", 0)]
+    assert results.runs[0].status == "evaluated"
+
+
 def test_crash_in_training_leaves_no_done_marker_and_is_retried(base, tmp_path):
     fakes = Fakes()
     fakes.crash_train.add(("full", 1))

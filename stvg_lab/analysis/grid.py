@@ -42,8 +42,8 @@ share one run. A run directory holds::
 ``metrics.json`` is written to a temporary file and renamed into place, so a run is *done* only
 when it is complete; a crash (in training or evaluation) leaves no ``metrics.json`` and the next
 call retries that run (a finished training is not repeated: ``checkpoint.json`` records it). The
-eval hash covers the evaluation settings (``eval_kwargs``, ``max_eval_samples``): changing them
-re-evaluates without retraining. SFT checkpoints are cached the same way under
+eval hash covers the evaluation settings (``eval_kwargs``, ``max_eval_samples``) and
+:data:`SCORING_VERSION`: changing them re-evaluates without retraining. SFT checkpoints are cached the same way under
 ``out_dir/sft/<answer format>-<hash>/`` (``checkpoint.json`` marks them done), trained only when a
 run that needs one must train.
 """
@@ -102,6 +102,9 @@ NO_THINK_FORMAT: dict[str, str] = {"paper": "no_think", "compact": "compact_no_t
 
 MARKER_TRAINED = "checkpoint.json"
 MARKER_DONE = "metrics.json"
+SCORING_VERSION = 2
+"""What the default evaluation scores; raised when it scores more, so cached runs are scored again.
+2: the baselines and each run's pred-span control (``metrics.json`` ``controls``)."""
 RECIPE_FILE = "recipe.yaml"
 
 
@@ -187,8 +190,8 @@ class GridSpec:
         return load_recipe(self.base_recipe)
 
     def eval_identity(self) -> str:
-        """Hash of the evaluation settings (changing them re-evaluates without retraining)."""
-        return _hash_of({"eval_kwargs": self.eval_kwargs, "max_eval_samples": self.max_eval_samples})
+        """Hash of the evaluation settings and :data:`SCORING_VERSION` (changing either re-evaluates without retraining)."""
+        return _hash_of({"eval_kwargs": self.eval_kwargs, "max_eval_samples": self.max_eval_samples, "scoring": SCORING_VERSION})
 
 
 @dataclass
