@@ -181,14 +181,17 @@ def _swap_markdown(answers: dict[str, list], test) -> str:
         try:
             w = swap_control(predictions, test)
         except ValueError as e:  # e.g. the quick demo's SFT parses nothing: nothing to swap
-            rows.append([name, *["–"] * 8, str(e)])
+            rows.append([name, *["–"] * 11, str(e)])
             continue
         think = w.get("think") or {}
         rows.append([name, pct(w["span"]["own"]), pct(w["span"]["swapped"]),
                      *(pct(think[k]) if think else "–" for k in ("own_centre", "swapped_centre", "constant_centre")),
-                     str(think.get("distinct", "–")), pct(w["pred"]["own_centre"]), pct(w["pred"]["swapped_centre"]), str(w["n"])])
+                     str(think.get("distinct", "–")),
+                     *(pct(w["pred"][k]) for k in ("own_centre", "swapped_centre", "own_iou", "swapped_iou", "constant_iou")),
+                     str(w["n"])])
     return render_table(["model", "span tIoU: own", "swapped", "think box hits the centre: own", "swapped", "one constant box",
-                         "distinct think boxes", "pred box hits the centre: own", "swapped", "parsed answers"], rows)
+                         "distinct think boxes", "pred box hits the centre: own", "swapped", "pred box IoU: own", "swapped",
+                         "one constant box", "parsed answers"], rows)
 
 
 def _counts_markdown(answers: dict[str, list]) -> str:
@@ -288,8 +291,10 @@ def run_demo(cfg: DemoConfig) -> Path:
             "",
             "Each model's greedy test answers scored against their own clip's ground truth and, as a control, the next "
             "clip's answer scored against the same ground truth. A prior (the same span or box whatever the clip) scores "
-            "alike both ways; \"one constant box\" scores the model's most frequent think box on every frame "
-            "(bench/LEARNING.md round 7: GRPO on the stand-in collapses the think box to one central box).",
+            "alike both ways; \"one constant box\" scores the model's most frequent think (or pred) box on every frame; "
+            "box IoU is the mean over the frames of the spans' intersection, and its three columns agree for a box that "
+            "is a prior (bench/LEARNING.md round 7: GRPO on the stand-in collapses the think box to one central box; "
+            "round 12: the pred box).",
             "",
             _swap_markdown(answers, test),
             "",

@@ -23,7 +23,8 @@ def test_quick_demo_writes_the_report_and_a_rerun_is_cached(tmp_path):
     assert "| gap: span digits | gap: think box 1 | gap: pred box 1 |" in text
     # the swap control has a row per model: numbers, or why it could not swap (a smoke-size SFT may parse nothing)
     swap = text.split("Do the answers carry their own clip?")[1].split("## ")[0]
-    assert "| one constant box |" in swap and all(f"| {m} |" in swap for m in ("SFT", "SFT + GRPO"))
+    assert "| one constant box |" in swap and "| pred box IoU: own | swapped | one constant box |" in swap
+    assert all(f"| {m} |" in swap for m in ("SFT", "SFT + GRPO"))
     counts = text.split("Do the box lists fit their span?")[1].split("## ")[0]
     assert "| consistent (Eq. 4) |" in counts and all(f"| {m} |" in counts for m in ("SFT", "SFT + GRPO"))
     made_on = next(line for line in text.splitlines() if line.startswith("Made on"))  # where the GRPO run trained
