@@ -54,13 +54,7 @@ def own_span_mean_box(spans: Mapping[str, Sequence[int] | None], samples: Sequen
     return {s.id: _tube(range(span[0], span[1] + 1), rel_box, s) for s in samples if (span := spans.get(s.id))}
 
 
-BASELINES = {
+BASELINES = {  # name -> f(test samples, mean relative box) -> {sample id: tube}
     "whole video + mean box": whole_video_mean_box,
     "gt span + mean box": gt_span_mean_box,
 }
-
-
-def baseline_predictions(train: Sequence[Sample], test: Sequence[Sample]) -> dict[str, dict[str, Tube]]:
-    """Predictions of every baseline on ``test``, with the mean box taken from ``train``."""
-    rel_box = mean_relative_box(train)
-    return {name: fn(test, rel_box) for name, fn in BASELINES.items()}

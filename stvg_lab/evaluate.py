@@ -275,7 +275,7 @@ def evaluate_model(
 
     ``model``/``processor``: an already loaded pair to use instead of loading ``model_path``
     (which is then only recorded). ``backend="vllm"`` hands ``model_path`` to vLLM.
-    ``train_samples``: when given, the trivial baselines are scored too. Other arguments go to
+    ``train_samples``: when given, the trivial baselines and the pred-span control are scored too. Other arguments go to
     :func:`stvg_lab.infer.predict`. With ``resume``, samples already in
     ``out_dir/predictions.jsonl`` are not asked again, if the same weights and decoding wrote them
     (:func:`answers_stamp`; with an in-memory ``model``, ``model_path`` must be where it was loaded from).
