@@ -50,7 +50,7 @@ PARAMETERS = {
     "01_data_prep": {"seed", "n_show", "formats_dir"},
     "02_sft_baseline": {"run_dir", "model", "recipe", "steps", "seed", "max_eval_samples", "max_new_tokens"},
     "03_grpo_training": {"run_dir", "model", "recipe", "sft_checkpoint", "steps", "seed", "num_generations",
-                         "reward_variant", "lambda_k", "max_eval_samples", "max_new_tokens"},
+                         "reward_variant", "lambda_k", "grpo_overrides", "max_eval_samples", "max_new_tokens"},
     "04_ablations": {"run_dir", "model", "recipe", "sft_checkpoint", "variants", "seeds", "steps", "sft_steps",
                      "max_eval_samples", "max_new_tokens"},
     "05_object_scale_analysis": {"run_dir", "eval_dir", "model", "recipe", "max_eval_samples", "max_new_tokens"},
@@ -353,7 +353,8 @@ def nb02(nb_workspace, nb01):
 
 @pytest.fixture(scope="session")
 def nb03(nb_workspace, nb02):
-    return _execute("03_grpo_training", nb_workspace, run_dir=str(nb_workspace / "runs"))
+    # grpo_overrides reach the run's recipe (the metric recipe's loss; the reward variant stays the paper's)
+    return _execute("03_grpo_training", nb_workspace, run_dir=str(nb_workspace / "runs"), grpo_overrides={"loss_type": "dapo"})
 
 
 @pytest.fixture(scope="session")
@@ -408,8 +409,10 @@ def test_02_sft_baseline_trains_and_evaluates(nb02, nb_workspace):
 
 
 @pytest.mark.notebook
-def test_03_grpo_training_logs_every_reward(nb03):
+def test_03_grpo_training_logs_every_reward(nb03, nb_workspace):
     rec, outputs = nb03
+    recipe = load_recipe(nb_workspace / "runs" / "grpo" / "recipe.yaml")
+    assert recipe.loss_type == "dapo" and recipe.reward_variant == "full"  # grpo_overrides applied, the rest untouched
     assert rec["perfect_score"]["total"] == 5.0 and rec["perfect_score"]["error"] is None
     table = rec["reward_table"]
     assert table["perfect"]["R (Eq. 10)"] == 5.0
