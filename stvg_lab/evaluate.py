@@ -220,16 +220,30 @@ def answers_stamp(model_path: str | Path, backend: str, do_sample: bool, tempera
             "max_new_tokens": max_new_tokens}
 
 
+def _read_stamp(path: Path) -> dict[str, Any] | None:
+    """``answers_from.json``'s content, or None when it is missing or not a JSON object (warned, naming the file)."""
+    if not path.is_file():
+        return None
+    try:
+        stamp = json.loads(path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        stamp = e
+    if isinstance(stamp, dict):
+        return stamp
+    logger.warning("%s: not a JSON object (%s); its answers count as unstamped", path, stamp)
+    return None
+
+
 def _start_answers(out: Path, stamp: dict[str, Any], resume: bool) -> bool:
     """Make ``out``'s answers file safe to resume under ``stamp``; returns whether to resume.
 
-    Answers of other weights or decoding (or of an unstamped file, written before stamps existed) are
-    removed before the new stamp is written, so a run killed at any point leaves either no stamp or
-    one that matches every answer in the file.
+    Answers of other weights or decoding (or of an unstamped file, written before stamps existed, or
+    one whose stamp does not read) are removed before the new stamp is written, so a run killed at
+    any point leaves either no stamp or one that matches every answer in the file.
     """
     answers, stamp_file = out / PREDICTIONS_FILE, out / ANSWERS_STAMP_FILE
     if resume and answers.exists():
-        old = json.loads(stamp_file.read_text(encoding="utf-8")) if stamp_file.is_file() else None
+        old = _read_stamp(stamp_file)
         differs = [k for k in stamp if k != "model" and (old or {}).get(k) != stamp[k]]
         if differs:
             logger.warning("%s: its answers came from other %s (%s); asking every sample again",

@@ -167,6 +167,11 @@ def _unstamped(ckpt, out):
     return ckpt, {}
 
 
+def _stamp_broken(ckpt, out):
+    (out / ANSWERS_STAMP_FILE).write_text('{"weights": ')  # cut short, e.g. edited by hand
+    return ckpt, {}
+
+
 RESUME_CASES = [
     # (id, change between the two evaluations -> (model_path, evaluate_model kwargs), samples asked the 2nd time of 3)
     ("same weights, same decoding", lambda ckpt, out: (ckpt, {}), 1),
@@ -175,6 +180,7 @@ RESUME_CASES = [
     ("sampled instead of greedy", lambda ckpt, out: (ckpt, {"do_sample": True}), 3),
     ("another token budget", lambda ckpt, out: (ckpt, {"max_new_tokens": 300}), 3),
     ("answers written before stamps existed", _unstamped, 3),
+    ("a stamp that does not read", _stamp_broken, 3),
     ("resume=False", lambda ckpt, out: (ckpt, {"resume": False}), 3),
 ]
 
@@ -195,6 +201,7 @@ def test_evaluate_model_resumes_only_answers_of_the_same_weights_and_decoding(ti
         report = evaluate_model(model_path, samples, out, "paper", progress=False, model=model, processor=processor, **kwargs)
     assert sum(c["batch"] for c in calls) - 2 == asked
     assert ("asking every sample again" in caplog.text) == (asked == 3 and "resume" not in kwargs)
+    assert (f"{ANSWERS_STAMP_FILE}: not a JSON object" in caplog.text) == (change is _stamp_broken)  # names the file
     assert [p.id for p in read_predictions(out / PREDICTIONS_FILE)] == [s.id for s in samples] == [p.id for p in report.predictions]
     assert json.loads((out / ANSWERS_STAMP_FILE).read_text())["model"] == str(model_path)
 
