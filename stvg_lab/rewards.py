@@ -55,8 +55,13 @@ Choices the paper leaves open, and the hardening against a policy that games the
   score, so under the union rule a frame added to the intersection is worth more than most box
   improvements; round 10 measured GRPO trading boxes for spans. ``terms=("iou",)`` scores each
   frame by plain IoU (range ``[0, 1]``, missing box 0), so ``count_rule="union"`` with it is vIoU
-  exactly, on the model's frame grid (variant ``viou_metric``, bench/LEARNING.md round 11). IoU
-  stands alone: it is not added to GIoU or L1.
+  exactly, on the model's frame grid (variant ``viou_metric``, bench/LEARNING.md round 11).
+* **The metric with a slope for misses.** Plain IoU pays 0 for every box that misses, however near;
+  on the spread benchmark 44 % of a plateaued SFT's pred boxes miss (bench/LEARNING.md round 13), so
+  for them the metric gives GRPO no direction. ``terms=("giou", "iou")`` sums the two per frame,
+  ``2 IoU - (C - U) / C`` (C the enclosing box), which still rises with overlap and also rises as a
+  miss comes nearer; under the union rule it is rescaled from ``(-1, 2)`` to ``[0, 1]``, so a miss
+  scores at most 1/3 (touching), a missing box 0 (variant ``viou_giou``). IoU may join GIoU only: not L1.
 * **Annotation gaps.** A frame of the intersection with no ground-truth box is left out of
   both the sum and the count of Eq. 7. If no frame is left, ``R_spa = 0``.
 * **Empty intersection.** The paper sets the spatial reward to 0 (``empty_overlap="zero"``,
@@ -102,14 +107,14 @@ _TERM_BOUNDS: dict[str, tuple[float, float]] = {"giou": (-1.0, 1.0), "l1": (-1.0
 
 
 def _check_terms(terms: Sequence[str]) -> Terms:
-    """Validate ``terms`` and return them in the canonical order (giou before l1); ``iou`` stands alone."""
+    """Validate ``terms`` and return them in the canonical order (giou, l1, iou); ``iou`` may join ``giou`` only."""
     if isinstance(terms, str):
         terms = (terms,)
     unknown = [t for t in terms if t not in _TERM_BOUNDS]
     if not terms or unknown or len(set(terms)) != len(terms):
         raise ValueError(f"terms must be a non-empty subset of {tuple(_TERM_BOUNDS)} without repeats; got {terms!r}")
-    if "iou" in terms and len(terms) > 1:
-        raise ValueError(f"terms: 'iou' is the metric's per-frame score and stands alone; got {terms!r}")
+    if "iou" in terms and "l1" in terms:
+        raise ValueError(f"terms: 'iou' (the metric's per-frame score) takes 'giou' as a slope for misses, not 'l1'; got {terms!r}")
     return tuple(t for t in _TERM_BOUNDS if t in terms)
 
 
@@ -262,7 +267,7 @@ def _frame_scores(pred: np.ndarray, gt: np.ndarray, terms: Terms) -> np.ndarray:
 
     Boxes are in frame units and clipped, so ``box_l1`` with a unit frame is the normalised
     L1 of the module docstring. ``terms`` keeps either term alone (Table 7), or is ``("iou",)``:
-    the metric's IoU (not the paper; module docstring).
+    the metric's IoU, or ``("giou", "iou")``: IoU plus GIoU (neither is the paper; module docstring).
     """
     score = np.zeros(len(pred))
     if "iou" in terms:
@@ -640,12 +645,14 @@ REWARDS: dict[str, RewardFunc] = {
         make_spatial_reward(count_rule="span"),
         make_spatial_reward(count_rule="union"),
         make_spatial_reward(("iou",), count_rule="union"),
+        make_spatial_reward(("giou", "iou"), count_rule="union"),
         make_think_reward(("giou",)),
         make_think_reward(("l1",)),
         make_think_reward(count_rule="extra"),
         make_think_reward(count_rule="span"),
         make_think_reward(count_rule="union"),
         make_think_reward(("iou",), count_rule="union"),
+        make_think_reward(("giou", "iou"), count_rule="union"),
         total_reward,
     )
 }

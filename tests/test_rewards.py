@@ -255,6 +255,13 @@ VARIANT_CASES = [
     ("viou_one_short", make_spatial_reward(("iou",), count_rule="union"), answer((3, 7), tube(3, 6, G), tube(3, 7, G)), "paper", 1.8),
     # think: 1 - 1/3
     ("think_viou", make_think_reward(("iou",), count_rule="union"), answer((3, 7), tube(3, 7, G), tube(3, 7, SHIFT)), "paper", 2 / 3),
+    # viou_giou: per frame (GIoU + IoU + 1) / 3 over the union. SHIFT: (1/3 + 1/3 + 1) / 3 = 5/9 per list;
+    # FAR misses but still earns (1 - 0.609375) / 3 per list, more than the 0 of no box
+    ("viou_giou_consistent", make_spatial_reward(("giou", "iou"), count_rule="union"), PERFECT, "paper", 2.0),
+    ("viou_giou_shifted_boxes", make_spatial_reward(("iou", "giou"), count_rule="union"), answer((3, 7), tube(3, 7, SHIFT)), "paper", 10 / 9),
+    ("viou_giou_far_boxes", make_spatial_reward(("giou", "iou"), count_rule="union"), answer((3, 7), tube(3, 7, FAR)), "paper", 0.390625 * 2 / 3),
+    ("viou_giou_span_too_long", make_spatial_reward(("giou", "iou"), count_rule="union"), answer((3, 9), tube(3, 9, G)), "paper", 10 / 7),
+    ("think_viou_giou", make_think_reward(("giou", "iou"), count_rule="union"), answer((3, 7), tube(3, 7, G), tube(3, 7, SHIFT)), "paper", 4 / 9),
     # the intersection rule with IoU: Eq. 7's mean of IoU; a span too long costs nothing there
     ("iou_free_span_too_long", make_spatial_reward(("iou",)), answer((3, 9), tube(3, 9, G)), "paper", 2.0),
     # total: R_f 1 + R_c 0 + R_t 1 + R_s (1 + 1/7) + 0.5 * R_k 0
@@ -329,6 +336,8 @@ EXPECTED_BOUNDS = {
     "think_reward_union": (0, 1),
     "spatial_reward_iou_union": (0, 2),  # vIoU per list
     "think_reward_iou_union": (0, 1),
+    "spatial_reward_giou_iou_union": (0, 2),  # rescaled to [0, 1] per frame, as every union rule
+    "think_reward_giou_iou_union": (0, 1),
     # parsed: R >= 1 + (-4); top: R_s and R_k cannot both be high for λk <= 1
     "total_reward": (-3, 5),
 }
@@ -362,11 +371,11 @@ def test_union_bounds_are_viou_shaped():
 
 def test_frame_bounds():
     assert frame_bounds() == (-2, 1) and frame_bounds(("giou",)) == (-1, 1) and frame_bounds(("l1",)) == (-1, 0)
-    assert frame_bounds(("iou",)) == (0, 1)
+    assert frame_bounds(("iou",)) == (0, 1) and frame_bounds(("iou", "giou")) == (-1, 2)
 
 
-@pytest.mark.parametrize("terms", [("iou", "giou"), ("l1", "iou"), ("iou", "iou"), ("ciou",), ()])
-def test_iou_stands_alone_and_unknown_terms_are_refused(terms):
+@pytest.mark.parametrize("terms", [("l1", "iou"), ("giou", "l1", "iou"), ("iou", "iou"), ("ciou",), ()])
+def test_iou_takes_giou_only_and_unknown_terms_are_refused(terms):
     with pytest.raises(ValueError, match="terms"):
         make_spatial_reward(terms)
 
@@ -409,6 +418,7 @@ SETUP_CASES = [
     ("count_symmetric", 0.5, DEFAULT_NAMES[:3] + ["spatial_reward_count_floor", "think_reward_count_floor"], [1, 1, 1, 1, 0.5]),
     ("union_spatial", 0.5, DEFAULT_NAMES[:3] + ["spatial_reward_union", "think_reward_union"], [1, 1, 1, 1, 0.5]),
     ("viou_metric", 0.5, DEFAULT_NAMES[:3] + ["spatial_reward_iou_union", "think_reward_iou_union"], [1, 1, 1, 1, 0.5]),
+    ("viou_giou", 0.5, DEFAULT_NAMES[:3] + ["spatial_reward_giou_iou_union", "think_reward_giou_iou_union"], [1, 1, 1, 1, 0.5]),
 ]
 
 
