@@ -12,7 +12,8 @@ the ones measured and why). One run: ``stvg_lab.train.grpo.run_grpo`` from ``--i
 rollout temperature, what GRPO optimises), the swap control of its greedy answers
 (``stvg_lab.analysis.swap``: own clip vs the next clip's answer, and one constant think box), the
 reward terms' first -> last fifth of the logged steps, and where the greedy spans moved against the
-start checkpoint's (which is scored once, into ``<root>/start``). Re-running a finished seed trains
+start checkpoint's (which is scored once, into ``<root>/start``; one ``--init`` per root, so runs from
+another checkpoint need their own ``--root``). Re-running a finished seed trains
 nothing: it re-reads the run and rescores only what its cache lacks. A variant's overrides are recorded with its first seed; a later seed
 with other overrides is an error naming both, so a table never mixes two settings under one name.
 """
@@ -117,6 +118,21 @@ def per_sample(out: Path) -> list[dict]:
     return [json.loads(line) for line in (out / "eval" / "per_sample.jsonl").read_text(encoding="utf-8").splitlines()]
 
 
+def claim_start(root: Path, init: Path) -> None:
+    """Record which checkpoint ``<root>/start`` scores; a root is one start, so another is an error.
+
+    The start's score is cached by file time only, so a second ``--init`` under the same root would
+    silently replace it (or be read as it) and every table row would compare against the wrong start.
+    """
+    record = root / "start" / "init.json"
+    if record.is_file():
+        had = json.loads(record.read_text(encoding="utf-8"))["init"]
+        if had != str(init):
+            raise SystemExit(f"{record}: this root's start is {had}, not {init}; give runs from another checkpoint their own --root")
+    else:
+        record.write_text(json.dumps({"init": str(init)}), encoding="utf-8")
+
+
 def run_variant(args: argparse.Namespace) -> dict:
     from stvg_lab.data.synth import ensure_synthetic
     from stvg_lab.train.grpo import run_grpo
@@ -147,6 +163,7 @@ def run_variant(args: argparse.Namespace) -> dict:
     (root / "start").mkdir(exist_ok=True)
     with open(root / "start" / ".lock", "w") as lock:  # runs side by side score the start checkpoint once
         fcntl.flock(lock, fcntl.LOCK_EX)
+        claim_start(root, init)
         start = score(init, root / "start", data, args.n_test)
         t = load_recipe(out / "run" / "recipe.yaml").temperature
         start_sampled = score(init, root / "start" / f"sampled_t{t:g}", data, args.n_test, temperature=t)

@@ -177,3 +177,11 @@ def test_sft_control_continues_the_checkpoints_own_recipe(tmp_path, monkeypatch)
     (r,) = seen
     assert (r.model, r.data, r.seed, r.output_dir, r.max_steps) == (str(init), "data/x", 3, str(tmp_path / "run"), 950)
     assert (r.learning_rate, r.warmup_ratio, r.aux_frame_cells) == (1e-4, 0.0, True)  # the override, no warm-up, the SFT's own rest
+
+
+def test_a_root_scores_one_start_checkpoint(tmp_path):
+    (tmp_path / "start").mkdir()
+    sweep.claim_start(tmp_path, Path("a/final"))
+    sweep.claim_start(tmp_path, Path("a/final"))  # the same start again: fine
+    with pytest.raises(SystemExit, match="start is a/final, not b/final.*own --root"):
+        sweep.claim_start(tmp_path, Path("b/final"))
