@@ -193,16 +193,34 @@ def run_variant(args: argparse.Namespace) -> dict:
 def sft_control(init: Path, data: Path, seed: int, out: Path, steps: int, overrides: dict) -> Path:
     """The control for "does GRPO beat its SFT": ``steps`` more SFT steps from ``init`` instead of GRPO.
 
-    ``init``'s own ``recipe.yaml`` (the SFT that made it) with the model set to ``init``, no warm-up,
-    and ``overrides`` (e.g. ``learning_rate``); ``seed`` orders the data. Pick ``steps`` so that it
-    takes the wall time of one GRPO run (bench/LEARNING.md round 9: ~950 steps for 100 GRPO steps).
+    The recipe of the SFT that made ``init`` (:func:`sft_recipe_path`) with the model set to ``init``,
+    no warm-up, and ``overrides`` (e.g. ``learning_rate``); ``seed`` orders the data. Pick ``steps`` so
+    that it takes the wall time of one GRPO run (bench/LEARNING.md round 9: ~950 steps for 100 GRPO steps).
     """
     from stvg_lab.train.recipe import load_recipe
     from stvg_lab.train.sft import run_sft
 
-    recipe = load_recipe(init / "recipe.yaml", **{"warmup_ratio": 0.0, **overrides, "model": str(init), "data": str(data),
+    recipe = load_recipe(sft_recipe_path(init), **{"warmup_ratio": 0.0, **overrides, "model": str(init), "data": str(data),
                                                    "seed": seed, "output_dir": str(out), "max_steps": steps})
     return run_sft(recipe)
+
+
+def sft_recipe_path(init: Path) -> Path:
+    """The ``recipe.yaml`` of the last SFT behind checkpoint ``init``.
+
+    An SFT run's recipe starts from ``model`` and keeps ``init_from: base``; a GRPO run's names the SFT
+    checkpoint it started from in ``init_from``. So from a GRPO checkpoint, follow ``init_from`` back:
+    its own recipe would make "SFT" run with GRPO's batch (16 completions, 4x the SFT's) and schedule.
+    """
+    from stvg_lab.train.recipe import load_recipe
+
+    path, seen = init / "recipe.yaml", set()
+    while (parent := load_recipe(path).init_from) != "base":
+        if path in seen or not (Path(parent) / "recipe.yaml").is_file():
+            raise SystemExit(f"{path}: init_from={parent!r} is not a checkpoint with a recipe.yaml; cannot find the SFT behind {init}")
+        seen.add(path)
+        path = Path(parent) / "recipe.yaml"
+    return path
 
 
 def _sampled(start: dict) -> str:

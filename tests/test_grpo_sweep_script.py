@@ -185,3 +185,22 @@ def test_a_root_scores_one_start_checkpoint(tmp_path):
     sweep.claim_start(tmp_path, Path("a/final"))  # the same start again: fine
     with pytest.raises(SystemExit, match="start is a/final, not b/final.*own --root"):
         sweep.claim_start(tmp_path, Path("b/final"))
+
+
+def test_sft_control_after_grpo_takes_the_sft_recipe_behind_it(tmp_path, monkeypatch):
+    # a GRPO checkpoint's recipe has GRPO's batch and schedule; the control must continue the SFT's
+    from stvg_lab.train import sft as sft_module
+    from stvg_lab.train.recipe import load_recipe
+
+    sft, grpo = tmp_path / "sft", tmp_path / "grpo"
+    sft.mkdir(), grpo.mkdir()
+    load_recipe("tiny_cpu", per_device_batch_size=4).save(sft / "recipe.yaml")
+    load_recipe("tiny_cpu_grpo", init_from=str(sft)).save(grpo / "recipe.yaml")
+    assert sweep.sft_recipe_path(grpo) == sft / "recipe.yaml" and sweep.sft_recipe_path(sft) == sft / "recipe.yaml"
+    got = {}
+    monkeypatch.setattr(sft_module, "run_sft", lambda r: got.setdefault("r", r))
+    sweep.sft_control(grpo, Path("data/x"), 0, tmp_path / "run", 10, {})
+    assert (got["r"].per_device_batch_size, got["r"].model, got["r"].lr_scheduler_type) == (4, str(grpo), "cosine")
+    load_recipe("tiny_cpu_grpo", init_from=str(tmp_path / "gone")).save(grpo / "recipe.yaml")
+    with pytest.raises(SystemExit, match="cannot find the SFT behind"):
+        sweep.sft_recipe_path(grpo)
