@@ -80,6 +80,10 @@ FORMATS: dict[str, AnswerFormat] = {
     "compact": AnswerFormat("compact", frame_labels=False, spaces=False),
     "no_think": AnswerFormat("no_think", think=False),
     "compact_no_think": AnswerFormat("compact_no_think", think=False, frame_labels=False, spaces=False),
+    # compact with the paper's frame labels: each box names its frame, a cue to read that frame's tokens
+    # (bench/LEARNING.md round 13: the stand-in's answers fetch half the place its video tokens hold)
+    "compact_labels": AnswerFormat("compact_labels", spaces=False),
+    "compact_labels_no_think": AnswerFormat("compact_labels_no_think", think=False, spaces=False),
 }
 
 

@@ -40,6 +40,9 @@ COMPACT_TEXT = (
 def test_paper_and_compact_text_literally():
     assert format_answer((3, 5), PRED, THINK, "paper") == PAPER_TEXT
     assert format_answer((3, 5), PRED, THINK, "compact") == COMPACT_TEXT
+    # compact with the paper's frame labels
+    assert format_answer((3, 5), PRED, None, "compact_labels_no_think") == (
+        "<time>3-5</time><pred_bbox>3. [10,20,50,80],4. [12,21,52,81],5. [14,22,54,82]</pred_bbox>")
 
 
 @pytest.mark.parametrize("fmt", sorted(FORMATS))

@@ -99,7 +99,8 @@ PAPER_GRID: tuple[str, ...] = (
 )
 """The variants of the paper's Tables 5-8 (plus λk = 0)."""
 NO_THINK_FORMAT: dict[str, str] = {"paper": "no_think", "compact": "compact_no_think", "no_think": "no_think",
-                                   "compact_no_think": "compact_no_think"}
+                                   "compact_no_think": "compact_no_think", "compact_labels": "compact_labels_no_think",
+                                   "compact_labels_no_think": "compact_labels_no_think"}
 
 MARKER_TRAINED = "checkpoint.json"
 MARKER_DONE = "metrics.json"

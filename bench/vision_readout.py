@@ -1,0 +1,198 @@
+"""Is the object's box in the stand-in's video tokens? A linear readout, layer by layer, against the model's own boxes.
+
+    OMP_NUM_THREADS=1 .venv/bin/python bench/vision_readout.py --checkpoint CK --data data/synthetic_spread \
+        --predictions <a grpo_sweep run>/eval/predictions.jsonl          # ~2 min on one core
+
+Only one-object clips (``n_distractors == 0``): the box to read is then the only object's, so a
+readout needs no sentence. For each sampled frame ``k`` of a clip's ground-truth span, the features
+are the hidden states of the video tokens of ``k``'s temporal group (the merger's 2-frame patches:
+``cells x hidden``, flattened) plus ``k``'s parity in the group, at each layer of the language model
+(0 = the merged vision tokens as they enter it), from one forward of the clip with its own prompt.
+A ridge regression (closed form) maps them to the box in frame units; it is fitted on the train
+split's clips and scored by mean IoU per frame on the test split's. The model's own greedy pred
+boxes on the same test frames (``--predictions``: ``evaluate_model``'s predictions.jsonl) say how
+much of what the tokens hold its answers read. ``--answer`` also reads the box from the answer's own
+hidden states, teacher-forced on the SFT target, at the position that writes each think and pred box
+(:func:`answer_rows`): where the place is lost, between the video tokens and that position, or
+between that position and the digits. bench/LEARNING.md round 13 has what it found.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+LAMBDAS = (0.1, 1.0, 10.0, 100.0)
+
+
+def one_object(samples: Sequence[Any]) -> list[Any]:
+    """The clips with no distractor (``load_synthetic``'s ``extras["n_distractors"]``)."""
+    return [s for s in samples if s.extras.get("n_distractors") == 0]
+
+
+def frame_rows(model: Any, processor: Any, samples: Sequence[Any], fmt: str = "compact") -> tuple[np.ndarray, np.ndarray, list[tuple[str, int]]]:
+    """Per-layer features and target boxes of every ground-truth frame of ``samples``.
+
+    Returns ``X`` ``(layers + 1, F, cells * hidden + 2)`` (the last two columns: parity, 1),
+    ``Y`` ``(F, 4)`` boxes in frame units, and the ``(sample id, sampled frame)`` of each row.
+    """
+    import torch
+
+    from stvg_lab.model import build_model_inputs
+    from stvg_lab.task import prompt_text
+    from stvg_lab.video import load_clip, tube_to_model
+
+    video_id = model.config.video_token_id
+    xs: list[np.ndarray] = []
+    ys, keys = [], []
+    for s in samples:
+        clip = load_clip(s)
+        inputs = build_model_inputs(processor, clip.frames, prompt_text(s, clip, fmt))
+        with torch.no_grad():
+            hidden = model(**inputs, output_hidden_states=True).hidden_states  # (layers + 1) x (1, L, hidden)
+        t, h, w = inputs["video_grid_thw"][0].tolist()
+        where = inputs["input_ids"][0] == video_id  # (L,): t * h/2 * w/2 video tokens, in (t, row, col) order
+        tokens = torch.stack([x[0, where] for x in hidden]).reshape(len(hidden), t, (h // 2) * (w // 2), -1)  # (layers+1, T, cells, hidden)
+        (_, _), boxes = tube_to_model(s, clip.frame_numbers, clip.size)
+        width, height = clip.size
+        for k, box in boxes.items():
+            flat = tokens[:, k // 2].reshape(len(hidden), -1).numpy()
+            xs.append(np.concatenate([flat, np.tile([k % 2, 1.0], (len(hidden), 1))], axis=1))
+            ys.append(np.asarray(box) / [width, height, width, height])
+            keys.append((s.id, int(k)))
+    return np.stack(xs, axis=1), np.asarray(ys, dtype=np.float64), keys
+
+
+def answer_rows(model: Any, processor: Any, samples: Sequence[Any], tube: str = "pred", fmt: str = "compact") -> tuple[np.ndarray, np.ndarray, list[tuple[str, int]]]:
+    """Per-layer hidden states at the answer position that writes each box of ``tube``, teacher-forced.
+
+    The SFT target (:func:`stvg_lab.train.dataset.sft_target`) follows the clip's own prompt; for the
+    box of frame ``k`` the row is the state at the token holding its ``[``, the one that predicts the
+    box's first digit. A causal model must know the box there to write it (earlier boxes of the list
+    are in its context, teacher-forced). Returns ``X`` ``(layers + 1, F, hidden + 1)`` (the last
+    column: 1), ``Y`` ``(F, 4)`` the true boxes in frame units, and the ``(sample id, frame)`` of each row.
+    """
+    import torch
+
+    from stvg_lab.model import build_model_inputs
+    from stvg_lab.task import prompt_text
+    from stvg_lab.train.dataset import sft_target
+    from stvg_lab.video import load_clip, tube_to_model
+
+    xs: list[np.ndarray] = []
+    ys, keys = [], []
+    for s in samples:
+        clip = load_clip(s)
+        answer = sft_target(s, clip, fmt)
+        inputs = build_model_inputs(processor, clip.frames, prompt_text(s, clip, fmt), answer)
+        with torch.no_grad():
+            hidden = model(**{k: v for k, v in inputs.items() if k != "labels"}, output_hidden_states=True).hidden_states
+        first = int((inputs["labels"][0] != -100).nonzero()[0])  # the answer's first token (right padding)
+        offsets = processor.tokenizer(answer + "<|im_end|>\n", add_special_tokens=False, return_offsets_mapping=True)["offset_mapping"]
+        lo, hi = answer.index(f"<{tube}_bbox>"), answer.index(f"</{tube}_bbox>")
+        brackets = [i for i in range(lo, hi) if answer[i] == "["]
+        (_, _), boxes = tube_to_model(s, clip.frame_numbers, clip.size)
+        width, height = clip.size
+        for k, at in zip(sorted(boxes), brackets):  # one box per span frame, in order
+            tok = next(j for j, (a, b) in enumerate(offsets) if a <= at < b)
+            state = np.stack([x[0, first + tok].numpy() for x in hidden])  # (layers + 1, hidden)
+            xs.append(np.concatenate([state, np.ones((len(hidden), 1))], axis=1))
+            ys.append(np.asarray(boxes[k]) / [width, height, width, height])
+            keys.append((s.id, int(k)))
+    return np.stack(xs, axis=1), np.asarray(ys, dtype=np.float64), keys
+
+
+def ridge(x: np.ndarray, y: np.ndarray, lam: float) -> np.ndarray:
+    """``argmin_W |xW - y|^2 + lam |W|^2``: ``(F, D), (F, 4) -> (D, 4)``."""
+    return np.linalg.solve(x.T @ x + lam * np.eye(x.shape[1]), x.T @ y)
+
+
+def mean_iou(pred: np.ndarray, gt: np.ndarray) -> float:
+    """Mean IoU of ``(F, 4)`` box pairs (any unit; a box with x2 < x1 has no area)."""
+    from stvg_lab.geometry import box_iou
+
+    return float(np.mean(box_iou(pred, gt))) if len(gt) else float("nan")
+
+
+def own_boxes(predictions: Path, keys: Sequence[tuple[str, int]], gt: np.ndarray, sizes: dict[str, tuple[int, int]]) -> dict[str, float]:
+    """The model's greedy pred boxes on the rows ``keys``: IoU where its answer has a box, and how many rows have one.
+
+    ``predictions`` rows carry ``pred`` ``{sampled frame: box in model pixels}`` (:mod:`stvg_lab.infer`).
+    """
+    rows = {}
+    for line in predictions.read_text(encoding="utf-8").splitlines():
+        p = json.loads(line)
+        rows[p["id"]] = {int(k): b for k, b in (p.get("pred") or {}).items()} if not p.get("error") else {}
+    have = [(i, rows.get(sid, {}).get(k)) for i, (sid, k) in enumerate(keys)]
+    have = [(i, b) for i, b in have if b is not None]
+    if not have:
+        return {"iou": float("nan"), "covered": 0.0}
+    boxes = np.array([np.asarray(b) / np.tile(sizes[keys[i][0]], 2) for i, b in have])
+    return {"iou": mean_iou(boxes, gt[[i for i, _ in have]]), "covered": len(have) / len(keys)}
+
+
+def layer_table(x_tr: np.ndarray, y_tr: np.ndarray, x_te: np.ndarray, y_te: np.ndarray, firsts: Sequence[int] | None = None) -> str:
+    """Markdown: per layer and ridge λ, the readout's mean IoU on its train rows / test rows (/ the test rows ``firsts``)."""
+    lines = ["| layer | " + " | ".join(f"λ {lam:g}: train / test{' / first' if firsts else ''}" for lam in LAMBDAS) + " |",
+             "|---|" + "---:|" * len(LAMBDAS)]
+    for layer in range(x_tr.shape[0]):
+        cells = []
+        for lam in LAMBDAS:
+            w = ridge(x_tr[layer], y_tr, lam)
+            cell = f"{mean_iou(x_tr[layer] @ w, y_tr):.3f} / {mean_iou(x_te[layer] @ w, y_te):.3f}"
+            cells.append(cell + (f" / {mean_iou(x_te[layer][list(firsts)] @ w, y_te[list(firsts)]):.3f}" if firsts else ""))
+        lines.append(f"| {layer} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--checkpoint", required=True)
+    ap.add_argument("--data", default="data/synthetic_spread")
+    ap.add_argument("--n-train", type=int, default=300, help="one-object train clips to fit on")
+    ap.add_argument("--predictions", type=Path, default=None, help="the checkpoint's greedy test answers (predictions.jsonl)")
+    ap.add_argument("--answer", action="store_true", help="also read the box from the answer positions that write it (answer_rows)")
+    args = ap.parse_args()
+
+    import torch
+
+    from stvg_lab.data.synth import load_synthetic
+    from stvg_lab.model import load_model
+    from stvg_lab.train.recipe import load_recipe
+    from stvg_lab.video import model_frame_size
+
+    torch.set_num_threads(1)
+    model, processor = load_model(args.checkpoint, device="cpu")
+    model.eval()
+    recipe = Path(args.checkpoint) / "recipe.yaml"
+    fmt = load_recipe(recipe).answer_format if recipe.is_file() else "compact"  # the prompt and answers it was trained on
+    train = one_object(load_synthetic(args.data, "train"))[: args.n_train]
+    test = one_object(load_synthetic(args.data, "test"))
+    x_tr, y_tr, _ = frame_rows(model, processor, train, fmt)
+    x_te, y_te, keys = frame_rows(model, processor, test, fmt)
+    print(f"{args.checkpoint} ({fmt} answers): {len(train)} train / {len(test)} test one-object clips, {len(y_tr)} / {len(y_te)} frames")
+    print("\nThe video tokens of each frame:\n\n" + layer_table(x_tr, y_tr, x_te, y_te))
+    if args.answer:
+        for tube in ("think", "pred"):
+            a_tr, b_tr, _ = answer_rows(model, processor, train, tube, fmt)
+            a_te, b_te, a_keys = answer_rows(model, processor, test, tube, fmt)
+            firsts = [i for i, key in enumerate(a_keys) if i == 0 or a_keys[i - 1][0] != key[0]]
+            print(f"\nThe answer's position before each <{tube}_bbox> box (teacher-forced; test: all boxes / each list's first):\n\n"
+                  + layer_table(a_tr, b_tr, a_te, b_te, firsts))
+    print(f"\nthe mean train box on every test frame: IoU {mean_iou(np.tile(y_tr.mean(0), (len(y_te), 1)), y_te):.3f}")
+    if args.predictions:
+        sizes = {s.id: model_frame_size(s.width, s.height) for s in test}  # the frame load_clip gives the model
+        own = own_boxes(args.predictions, keys, y_te, sizes)
+        print(f"the model's own pred boxes on these test frames: IoU {own['iou']:.3f} where it wrote one ({100 * own['covered']:.0f} % of frames)")
+
+
+if __name__ == "__main__":
+    main()
