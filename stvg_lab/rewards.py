@@ -604,7 +604,7 @@ class TotalReward:
 
 
 def make_spatial_reward(terms: Sequence[str] = DEFAULT_TERMS, empty_overlap: str = "zero", count_rule: str = "free") -> SpatialReward:
-    """A spatial reward (Eq. 8) variant: ``terms`` ⊆ (giou, l1) (Table 7), ``empty_overlap``
+    """A spatial reward (Eq. 8) variant: ``terms`` ⊆ (giou, l1) (Table 7), or ("iou",) / ("giou", "iou"), ``empty_overlap``
     "zero" (paper) or "floor" (overlap penalty), ``count_rule`` "free", "extra", "span" or "union"
     (module docstring). Named e.g. ``spatial_reward_giou``, ``spatial_reward_extra_floor``."""
     return SpatialReward(_check_terms(terms), _check_empty_overlap(empty_overlap), _check_count_rule(count_rule))
