@@ -99,6 +99,19 @@ def get_format(fmt: "str | AnswerFormat | None") -> AnswerFormat:
         raise ValueError(f"unknown answer format {fmt!r}; choose one of {sorted(FORMATS)}") from None
 
 
+def without_think(fmt: "str | AnswerFormat") -> str:
+    """The name of the format that writes answers as ``fmt`` does but without ``<think_bbox>`` (Table 5's switch).
+
+    Derived from :data:`FORMATS` (same labels and spacing, ``think=False``), so a new format needs
+    no second table; a format without think maps to itself. ValueError when :data:`FORMATS` has no twin.
+    """
+    f = get_format(fmt)
+    twins = [name for name, g in FORMATS.items() if not g.think and (g.frame_labels, g.spaces) == (f.frame_labels, f.spaces)]
+    if not twins:
+        raise ValueError(f"answer format {f.name!r} has no twin without <think_bbox> in FORMATS")
+    return twins[0]
+
+
 @dataclass
 class ParsedAnswer:
     """What Eq. 2 extracts: span, think boxes and pred boxes by sampled-frame index.

@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 
 from stvg_lab.answer import (
     ERROR_CODES,
+    AnswerFormat,
     FORMATS,
     MAX_ANSWER_CHARS,
     ParsedAnswer,
@@ -21,6 +22,7 @@ from stvg_lab.answer import (
     format_answer,
     get_format,
     parse_answer,
+    without_think,
 )
 
 PRED = {3: [10, 20, 50, 80], 4: [12, 21, 52, 81], 5: [14, 22, 54, 82]}
@@ -54,6 +56,18 @@ def test_round_trip_every_format(fmt):
     assert parsed.pred == {k: [float(v) for v in b] for k, b in PRED.items()}
     assert parsed.think == ({k: [float(v) for v in b] for k, b in THINK.items()} if f.think else None)
     assert parsed.format == fmt
+
+
+@pytest.mark.parametrize("fmt, twin", [("paper", "no_think"), ("compact", "compact_no_think"), ("no_think", "no_think"),
+                                       ("compact_no_think", "compact_no_think"), ("compact_labels", "compact_labels_no_think"),
+                                       ("compact_labels_no_think", "compact_labels_no_think")])
+def test_without_think_names_the_same_layout_without_think(fmt, twin):
+    assert without_think(fmt) == twin
+
+
+def test_without_think_needs_a_twin():
+    with pytest.raises(ValueError, match="no twin"):
+        without_think(AnswerFormat("odd", frame_labels=False, spaces=True))
 
 
 def test_think_defaults_to_pred():

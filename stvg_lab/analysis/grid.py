@@ -62,7 +62,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
-from stvg_lab.answer import get_format
+from stvg_lab.answer import get_format, without_think
 from stvg_lab.train.recipe import Recipe, load_recipe
 from stvg_lab.checkpoints import checkpoint_fingerprint
 
@@ -98,10 +98,6 @@ PAPER_GRID: tuple[str, ...] = (
     "lambda_k=0", "lambda_k=0.2", "lambda_k=0.5", "lambda_k=1.0",
 )
 """The variants of the paper's Tables 5-8 (plus λk = 0)."""
-NO_THINK_FORMAT: dict[str, str] = {"paper": "no_think", "compact": "compact_no_think", "no_think": "no_think",
-                                   "compact_no_think": "compact_no_think", "compact_labels": "compact_labels_no_think",
-                                   "compact_labels_no_think": "compact_labels_no_think"}
-
 MARKER_TRAINED = "checkpoint.json"
 MARKER_DONE = "metrics.json"
 SCORING_VERSION = 2
@@ -127,7 +123,7 @@ def variant_overrides(variant: str, base_format: str = "paper") -> dict[str, Any
     else:
         raise ValueError(f"unknown grid variant {variant!r}; choose from {sorted(VARIANTS)} or 'lambda_k=<number>'")
     if variant == "no_think_bbox":
-        overrides["answer_format"] = NO_THINK_FORMAT[base_format]
+        overrides["answer_format"] = without_think(base_format)
     elif not get_format(base_format).think:
         raise ValueError(
             f"grid variant {variant!r} needs an answer format with <think_bbox>, but the base recipe uses "
