@@ -70,14 +70,6 @@ def span_control(metrics: dict) -> dict[str, float]:
     return {k: metrics["controls"][OWN_SPAN_CONTROL][k] for k in METRICS}
 
 
-def answer_format(checkpoint: Path) -> str:
-    """The answer format ``checkpoint`` was trained to write: its ``recipe.yaml``'s, else ``compact`` (the stand-in's)."""
-    from stvg_lab.train.recipe import load_recipe
-
-    recipe = checkpoint / "recipe.yaml"
-    return load_recipe(recipe).answer_format if recipe.is_file() else "compact"
-
-
 def score(checkpoint: Path, out: Path, data: Path, n_test: int, temperature: float | None = None) -> dict:
     """Test metrics of ``checkpoint`` (pred and think tubes, parse rate, span stats), cached in ``out/score.json``.
 
@@ -88,6 +80,7 @@ def score(checkpoint: Path, out: Path, data: Path, n_test: int, temperature: flo
     from stvg_lab.analysis.swap import swap_control
     from stvg_lab.data.synth import load_synthetic
     from stvg_lab.evaluate import score_predictions
+    from stvg_lab.train.recipe import trained_answer_format
 
     done = out / "score.json"
     if done.is_file() and done.stat().st_mtime > (checkpoint / "model.safetensors").stat().st_mtime:
@@ -101,7 +94,7 @@ def score(checkpoint: Path, out: Path, data: Path, n_test: int, temperature: flo
                 if "swap" not in cached:
                     cached["swap"] = swap_control(saved, test)
                 cached["counts"] = box_counts(saved)
-                cached["span_control"] = span_control(score_predictions(saved, test, answer_format(checkpoint), train_samples=load_synthetic(data, "train")).metrics)
+                cached["span_control"] = span_control(score_predictions(saved, test, trained_answer_format(checkpoint, "compact"), train_samples=load_synthetic(data, "train")).metrics)
                 done.write_text(json.dumps(cached, indent=1), encoding="utf-8")
             return cached
     import torch
@@ -111,7 +104,7 @@ def score(checkpoint: Path, out: Path, data: Path, n_test: int, temperature: flo
     train, test = load_synthetic(data, "train"), load_synthetic(data, "test")[:n_test]
     sampling = {"do_sample": True, "temperature": temperature} if temperature else {}
     torch.manual_seed(0)
-    report = evaluate_model(checkpoint, test, out / "eval", answer_format(checkpoint), train_samples=train, progress=False, resume=False, **sampling)
+    report = evaluate_model(checkpoint, test, out / "eval", trained_answer_format(checkpoint, "compact"), train_samples=train, progress=False, resume=False, **sampling)
     m = report.metrics
     result = {"n_test": n_test, "temperature": temperature, "parse_rate": 1 - m["parse_failure_rate"],
               **{f"{tube}_{k}": m[tube][k] for tube in ("pred", "think") if m.get(tube) for k in METRICS},

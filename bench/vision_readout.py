@@ -166,14 +166,13 @@ def main() -> None:
 
     from stvg_lab.data.synth import load_synthetic
     from stvg_lab.model import load_model
-    from stvg_lab.train.recipe import load_recipe
+    from stvg_lab.train.recipe import trained_answer_format
     from stvg_lab.video import model_frame_size
 
     torch.set_num_threads(1)
     model, processor = load_model(args.checkpoint, device="cpu")
     model.eval()
-    recipe = Path(args.checkpoint) / "recipe.yaml"
-    fmt = load_recipe(recipe).answer_format if recipe.is_file() else "compact"  # the prompt and answers it was trained on
+    fmt = trained_answer_format(args.checkpoint, "compact")  # the prompt and answers it was trained on
     train = one_object(load_synthetic(args.data, "train"))[: args.n_train]
     test = one_object(load_synthetic(args.data, "test"))
     x_tr, y_tr, _ = frame_rows(model, processor, train, fmt)

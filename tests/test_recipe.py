@@ -212,3 +212,11 @@ def test_the_metric_recipe_is_tiny_cpu_grpo_with_three_overrides():
     metric = load_recipe("tiny_cpu_grpo_metric")
     swept = load_recipe("tiny_cpu_grpo", reward_variant="viou_metric", loss_type="dapo", reward_scale={"spatial": 10})
     assert replace(metric, name=swept.name) == swept
+
+
+def test_trained_answer_format_reads_the_checkpoints_recipe(tmp_path):
+    from stvg_lab.train.recipe import trained_answer_format
+
+    assert trained_answer_format(tmp_path, "compact") == "compact"  # no recipe.yaml: the default
+    load_recipe("tiny_cpu", answer_format="compact_labels").save(tmp_path / "recipe.yaml")
+    assert trained_answer_format(tmp_path, "compact") == "compact_labels"

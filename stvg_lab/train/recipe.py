@@ -444,6 +444,12 @@ def load_recipe(name_or_path: str | Path, **overrides: Any) -> Recipe:
     return recipe
 
 
+def trained_answer_format(checkpoint: str | Path, default: str) -> str:
+    """The answer format ``checkpoint`` was trained to write: that of the ``recipe.yaml`` saved in it, else ``default``."""
+    saved = Path(checkpoint) / "recipe.yaml"
+    return load_recipe(saved).answer_format if saved.is_file() else default
+
+
 def parse_overrides(items: Iterable[str]) -> dict[str, Any]:
     """``["learning_rate=1e-5", "lora=true", "lora_target_modules=[q_proj,v_proj]"]`` -> a dict (values read as YAML).
 
