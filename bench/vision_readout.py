@@ -1,19 +1,20 @@
 """Is the object's box in the stand-in's video tokens? A linear readout, layer by layer, against the model's own boxes.
 
     OMP_NUM_THREADS=1 .venv/bin/python bench/vision_readout.py --checkpoint CK --data data/synthetic_spread \
-        --predictions <a grpo_sweep run>/eval/predictions.jsonl          # ~2 min on one core
+        --predictions <a grpo_sweep run>/eval/predictions.jsonl          # ~30 s on one core with --n-train 2000 --answer
 
 Only one-object clips (``n_distractors == 0``): the box to read is then the only object's, so a
 readout needs no sentence. For each sampled frame ``k`` of a clip's ground-truth span, the features
 are the hidden states of the video tokens of ``k``'s temporal group (the merger's 2-frame patches:
 ``cells x hidden``, flattened) plus ``k``'s parity in the group, at each layer of the language model
-(0 = the merged vision tokens as they enter it), from one forward of the clip with its own prompt.
+(0 = the merged vision tokens as they enter it), from one forward of the clip with its own prompt
+(and its SFT target, which the causal model's video states do not see).
 A ridge regression (closed form) maps them to the box in frame units; it is fitted on the train
 split's clips and scored by mean IoU per frame on the test split's. The model's own greedy pred
 boxes on the same test frames (``--predictions``: ``evaluate_model``'s predictions.jsonl) say how
 much of what the tokens hold its answers read. ``--answer`` also reads the box from the answer's own
 hidden states, teacher-forced on the SFT target, at the position that writes each think and pred box
-(:func:`answer_rows`): where the place is lost, between the video tokens and that position, or
+(:func:`readout_rows`): where the place is lost, between the video tokens and that position, or
 between that position and the digits. bench/LEARNING.md round 13 has what it found.
 """
 
@@ -38,76 +39,67 @@ def one_object(samples: Sequence[Any]) -> list[Any]:
     return [s for s in samples if s.extras.get("n_distractors") == 0]
 
 
-def frame_rows(model: Any, processor: Any, samples: Sequence[Any], fmt: str = "compact") -> tuple[np.ndarray, np.ndarray, list[tuple[str, int]]]:
-    """Per-layer features and target boxes of every ground-truth frame of ``samples``.
+Rows = tuple[np.ndarray, np.ndarray, list[tuple[str, int]]]  # X (layers + 1, F, D), Y (F, 4) in frame units, (sample id, frame) per row
 
-    Returns ``X`` ``(layers + 1, F, cells * hidden + 2)`` (the last two columns: parity, 1),
-    ``Y`` ``(F, 4)`` boxes in frame units, and the ``(sample id, sampled frame)`` of each row.
+
+def readout_rows(model: Any, processor: Any, samples: Sequence[Any], fmt: str = "compact") -> dict[str, Rows]:
+    """Per-layer features and true boxes of every ground-truth frame of ``samples``, from one forward per clip.
+
+    The forward is teacher-forced on the clip's SFT target (:func:`stvg_lab.train.dataset.sft_target`)
+    after its own prompt. The language model is causal, so the video tokens' states are those of the
+    prompt alone. Returns, keyed by where the features are read:
+
+    * ``"video"``: the hidden states of the video tokens of frame ``k``'s temporal group (``cells x
+      hidden``, flattened) plus ``k``'s parity in the group and a 1: ``D = cells * hidden + 2``;
+    * ``"think"`` / ``"pred"`` (the lists ``fmt`` writes): the answer's state at the token holding the
+      ``[`` of frame ``k``'s box, the one that predicts its first digit (earlier boxes of the list are
+      in its context), plus a 1: ``D = hidden + 1``.
+
+    ``Y`` is the true box (not the grid-snapped think target) in every case, and the rows of every key
+    are the same ``(sample id, frame)`` pairs in the same order.
     """
     import torch
 
-    from stvg_lab.model import build_model_inputs
-    from stvg_lab.task import prompt_text
-    from stvg_lab.video import load_clip, tube_to_model
-
-    video_id = model.config.video_token_id
-    xs: list[np.ndarray] = []
-    ys, keys = [], []
-    for s in samples:
-        clip = load_clip(s)
-        inputs = build_model_inputs(processor, clip.frames, prompt_text(s, clip, fmt))
-        with torch.no_grad():
-            hidden = model(**inputs, output_hidden_states=True).hidden_states  # (layers + 1) x (1, L, hidden)
-        t, h, w = inputs["video_grid_thw"][0].tolist()
-        where = inputs["input_ids"][0] == video_id  # (L,): t * h/2 * w/2 video tokens, in (t, row, col) order
-        tokens = torch.stack([x[0, where] for x in hidden]).reshape(len(hidden), t, (h // 2) * (w // 2), -1)  # (layers+1, T, cells, hidden)
-        (_, _), boxes = tube_to_model(s, clip.frame_numbers, clip.size)
-        width, height = clip.size
-        for k, box in boxes.items():
-            flat = tokens[:, k // 2].reshape(len(hidden), -1).numpy()
-            xs.append(np.concatenate([flat, np.tile([k % 2, 1.0], (len(hidden), 1))], axis=1))
-            ys.append(np.asarray(box) / [width, height, width, height])
-            keys.append((s.id, int(k)))
-    return np.stack(xs, axis=1), np.asarray(ys, dtype=np.float64), keys
-
-
-def answer_rows(model: Any, processor: Any, samples: Sequence[Any], tube: str = "pred", fmt: str = "compact") -> tuple[np.ndarray, np.ndarray, list[tuple[str, int]]]:
-    """Per-layer hidden states at the answer position that writes each box of ``tube``, teacher-forced.
-
-    The SFT target (:func:`stvg_lab.train.dataset.sft_target`) follows the clip's own prompt; for the
-    box of frame ``k`` the row is the state at the token holding its ``[``, the one that predicts the
-    box's first digit. A causal model must know the box there to write it (earlier boxes of the list
-    are in its context, teacher-forced). Returns ``X`` ``(layers + 1, F, hidden + 1)`` (the last
-    column: 1), ``Y`` ``(F, 4)`` the true boxes in frame units, and the ``(sample id, frame)`` of each row.
-    """
-    import torch
-
+    from stvg_lab.answer import get_format
     from stvg_lab.model import build_model_inputs
     from stvg_lab.task import prompt_text
     from stvg_lab.train.dataset import sft_target
     from stvg_lab.video import load_clip, tube_to_model
 
-    xs: list[np.ndarray] = []
+    tubes = ("think", "pred") if get_format(fmt).think else ("pred",)
+    xs: dict[str, list[np.ndarray]] = {key: [] for key in ("video", *tubes)}
     ys, keys = [], []
     for s in samples:
         clip = load_clip(s)
         answer = sft_target(s, clip, fmt)
         inputs = build_model_inputs(processor, clip.frames, prompt_text(s, clip, fmt), answer)
         with torch.no_grad():
-            hidden = model(**{k: v for k, v in inputs.items() if k != "labels"}, output_hidden_states=True).hidden_states
+            hidden = model(**{k: v for k, v in inputs.items() if k != "labels"}, output_hidden_states=True).hidden_states  # (layers + 1) x (1, L, hidden)
+        n = len(hidden)
+        t, h, w = inputs["video_grid_thw"][0].tolist()
+        where = inputs["input_ids"][0] == model.config.video_token_id  # (L,): t * h/2 * w/2 video tokens, in (t, row, col) order
+        video = torch.stack([x[0, where] for x in hidden]).reshape(n, t, (h // 2) * (w // 2), -1)  # (layers+1, T, cells, hidden)
         first = int((inputs["labels"][0] != -100).nonzero()[0])  # the answer's first token (right padding)
         offsets = processor.tokenizer(answer + "<|im_end|>\n", add_special_tokens=False, return_offsets_mapping=True)["offset_mapping"]
-        lo, hi = answer.index(f"<{tube}_bbox>"), answer.index(f"</{tube}_bbox>")
-        brackets = [i for i in range(lo, hi) if answer[i] == "["]
         (_, _), boxes = tube_to_model(s, clip.frame_numbers, clip.size)
         width, height = clip.size
-        for k, at in zip(sorted(boxes), brackets):  # one box per span frame, in order
-            tok = next(j for j, (a, b) in enumerate(offsets) if a <= at < b)
-            state = np.stack([x[0, first + tok].numpy() for x in hidden])  # (layers + 1, hidden)
-            xs.append(np.concatenate([state, np.ones((len(hidden), 1))], axis=1))
+        frames = sorted(boxes)  # the span's frames: one box each, in this order in every list
+        for k in frames:
+            flat = video[:, k // 2].reshape(n, -1).numpy()
+            xs["video"].append(np.concatenate([flat, np.tile([k % 2, 1.0], (n, 1))], axis=1))
             ys.append(np.asarray(boxes[k]) / [width, height, width, height])
             keys.append((s.id, int(k)))
-    return np.stack(xs, axis=1), np.asarray(ys, dtype=np.float64), keys
+        for tube in tubes:
+            lo, hi = answer.index(f"<{tube}_bbox>"), answer.index(f"</{tube}_bbox>")
+            brackets = [i for i in range(lo, hi) if answer[i] == "["]
+            if len(brackets) != len(frames):
+                raise RuntimeError(f"{s.id}: the SFT target's <{tube}_bbox> has {len(brackets)} boxes for {len(frames)} span frames")
+            for at in brackets:
+                tok = next(j for j, (a, b) in enumerate(offsets) if a <= at < b)
+                state = np.stack([x[0, first + tok].numpy() for x in hidden])  # (layers + 1, hidden)
+                xs[tube].append(np.concatenate([state, np.ones((n, 1))], axis=1))
+    y = np.asarray(ys, dtype=np.float64)
+    return {key: (np.stack(rows, axis=1), y, keys) for key, rows in xs.items()}
 
 
 def ridge(x: np.ndarray, y: np.ndarray, lam: float) -> np.ndarray:
@@ -159,7 +151,7 @@ def main() -> None:
     ap.add_argument("--data", default="data/synthetic_spread")
     ap.add_argument("--n-train", type=int, default=300, help="one-object train clips to fit on")
     ap.add_argument("--predictions", type=Path, default=None, help="the checkpoint's greedy test answers (predictions.jsonl)")
-    ap.add_argument("--answer", action="store_true", help="also read the box from the answer positions that write it (answer_rows)")
+    ap.add_argument("--answer", action="store_true", help="also print the readout from the answer positions that write each box (readout_rows)")
     args = ap.parse_args()
 
     import torch
@@ -175,17 +167,16 @@ def main() -> None:
     fmt = trained_answer_format(args.checkpoint, "compact")  # the prompt and answers it was trained on
     train = one_object(load_synthetic(args.data, "train"))[: args.n_train]
     test = one_object(load_synthetic(args.data, "test"))
-    x_tr, y_tr, _ = frame_rows(model, processor, train, fmt)
-    x_te, y_te, keys = frame_rows(model, processor, test, fmt)
+    train_rows, test_rows = readout_rows(model, processor, train, fmt), readout_rows(model, processor, test, fmt)
+    (x_tr, y_tr, _), (x_te, y_te, keys) = train_rows["video"], test_rows["video"]
     print(f"{args.checkpoint} ({fmt} answers): {len(train)} train / {len(test)} test one-object clips, {len(y_tr)} / {len(y_te)} frames")
     print("\nThe video tokens of each frame:\n\n" + layer_table(x_tr, y_tr, x_te, y_te))
     if args.answer:
+        firsts = [i for i, key in enumerate(keys) if i == 0 or keys[i - 1][0] != key[0]]
         for tube in ("think", "pred"):
-            a_tr, b_tr, _ = answer_rows(model, processor, train, tube, fmt)
-            a_te, b_te, a_keys = answer_rows(model, processor, test, tube, fmt)
-            firsts = [i for i, key in enumerate(a_keys) if i == 0 or a_keys[i - 1][0] != key[0]]
-            print(f"\nThe answer's position before each <{tube}_bbox> box (teacher-forced; test: all boxes / each list's first):\n\n"
-                  + layer_table(a_tr, b_tr, a_te, b_te, firsts))
+            if tube in train_rows:
+                print(f"\nThe answer's position before each <{tube}_bbox> box (teacher-forced; test: all boxes / each list's first):\n\n"
+                      + layer_table(train_rows[tube][0], y_tr, test_rows[tube][0], y_te, firsts))
     print(f"\nthe mean train box on every test frame: IoU {mean_iou(np.tile(y_tr.mean(0), (len(y_te), 1)), y_te):.3f}")
     if args.predictions:
         sizes = {s.id: model_frame_size(s.width, s.height) for s in test}  # the frame load_clip gives the model

@@ -62,11 +62,11 @@ def tiny(tmp_path_factory):
     return model, processor, load_synthetic(tmp / "data", "train")
 
 
-def test_frame_rows_from_a_tiny_model(tiny):
+def test_video_rows_from_a_tiny_model(tiny):
     from stvg_lab.video import load_clip, tube_to_model
 
     model, processor, samples = tiny
-    x, y, keys = readout.frame_rows(model, processor, samples)
+    x, y, keys = readout.readout_rows(model, processor, samples)["video"]
     spans = [tube_to_model(s, load_clip(s).frame_numbers, load_clip(s).size)[0] for s in samples]
     assert keys == [(s.id, k) for s, (a, b) in zip(samples, spans) for k in range(a, b + 1)]
     cfg = model.config.text_config
@@ -75,12 +75,32 @@ def test_frame_rows_from_a_tiny_model(tiny):
     assert np.all((0 <= y) & (y <= 1)) and np.all(y[:, 2] > y[:, 0])
 
 
+def test_video_rows_are_the_prompts_alone(tiny):
+    # one teacher-forced forward serves video and answer rows: the causal model's video states must not see the answer
+    import torch
+
+    from stvg_lab.model import build_model_inputs
+    from stvg_lab.task import prompt_text
+    from stvg_lab.video import load_clip
+
+    model, processor, samples = tiny
+    x, _, keys = readout.readout_rows(model, processor, samples[:1])["video"]
+    clip = load_clip(samples[0])
+    inputs = build_model_inputs(processor, clip.frames, prompt_text(samples[0], clip, "compact"))
+    with torch.no_grad():
+        last = model(**inputs, output_hidden_states=True).hidden_states[-1][0, inputs["input_ids"][0] == model.config.video_token_id]
+    k = keys[0][1]
+    cells = last.reshape(int(inputs["video_grid_thw"][0, 0]), -1, last.shape[-1])[k // 2].reshape(-1).numpy()
+    assert np.allclose(x[-1, 0, :-2], cells, atol=1e-5)
+
+
 @pytest.mark.parametrize("tube", ["think", "pred"])
 def test_answer_rows_take_one_row_per_box_at_the_token_before_its_digits(tiny, tube):
     model, processor, samples = tiny
-    x, y, keys = readout.answer_rows(model, processor, samples, tube)
-    frames, boxes, _ = readout.frame_rows(model, processor, samples)
-    assert keys == readout.frame_rows(model, processor, samples)[2]  # the same (sample, frame) rows as the video's
+    rows = readout.readout_rows(model, processor, samples)
+    x, y, keys = rows[tube]
+    _, boxes, video_keys = rows["video"]
+    assert keys == video_keys  # the same (sample, frame) rows as the video's
     assert np.allclose(y, boxes)  # the true box, whatever the list writes (think: the grid-snapped one)
     assert x.shape == (model.config.text_config.num_hidden_layers + 1, len(keys), model.config.text_config.hidden_size + 1)
     assert len({tuple(r) for r in x[-1, :, :8]}) == len(keys)  # each box read at its own position
