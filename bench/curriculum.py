@@ -45,6 +45,8 @@ import sys
 import time
 from pathlib import Path
 
+from stvg_lab.answer import FORMATS
+
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
@@ -148,6 +150,16 @@ def check_grpo_start(run: Path, sft: Path) -> None:
         raise SystemExit(f"{recipe}: this GRPO run started from {started}, the SFT is now {sft}; move {run} away or pass another --grpo-name")
 
 
+def check_sft_format(root: Path, fmt: str) -> None:
+    """Finished SFT rounds in ``root`` must have trained answer format ``fmt``: a skipped stage of another format is an error naming it."""
+    from stvg_lab.train.recipe import load_recipe
+
+    for recipe in sorted(root.glob("sft*/recipe.yaml")):
+        have = load_recipe(recipe).answer_format
+        if have != fmt:
+            raise SystemExit(f"{recipe}: this SFT round trained answer format {have!r}, not --format {fmt!r}; pass another --root")
+
+
 def parse_onsets(items: list[str]) -> dict[str, float]:
     """``ONSETS`` updated by ``STAGE=GAP`` strings; an unknown stage or a bad number is an error naming it."""
     onsets = dict(ONSETS)
@@ -162,8 +174,8 @@ def parse_onsets(items: list[str]) -> dict[str, float]:
     return onsets
 
 
-def evaluate(checkpoint: Path, data: Path, out: Path, n_test: int) -> dict:
-    """Test metrics (pred and think tubes, baselines) and the reliance control of one checkpoint."""
+def evaluate(checkpoint: Path, data: Path, out: Path, n_test: int, fmt: str = "compact") -> dict:
+    """Test metrics (pred and think tubes, baselines) and the reliance control of one checkpoint, in answer format ``fmt``."""
     from stvg_lab.analysis.reliance import grounding_rows, segment_gaps, video_reliance
     from stvg_lab.data.synth import load_synthetic
     from stvg_lab.evaluate import evaluate_model
@@ -175,14 +187,14 @@ def evaluate(checkpoint: Path, data: Path, out: Path, n_test: int) -> dict:
     if fresh and json.loads(done.read_text(encoding="utf-8")).get("n_test") == n_test:
         return json.loads(done.read_text(encoding="utf-8"))["metrics"]
     train, test, val = (load_synthetic(data, split) for split in ("train", "test", "val"))
-    m = evaluate_model(checkpoint, test[:n_test], out, "compact", train_samples=train, progress=False, resume=False).metrics
+    m = evaluate_model(checkpoint, test[:n_test], out, fmt, train_samples=train, progress=False, resume=False).metrics
     model, processor = load_model(checkpoint)
     metrics = {
         "parse_rate": 1 - m["parse_failure_rate"],
         **{f"{tube}_{k}": m[tube][k] for tube in ("pred", "think") if m.get(tube) for k in METRICS},
         "baselines": {b: {k: v[k] for k in METRICS} for b, v in (m.get("baselines") or {}).items()},
-        "reliance": video_reliance(model, val[:32], "compact", processor=processor),
-        "reliance_by_segment": segment_gaps(model, processor, grounding_rows(val[:32], "compact")),
+        "reliance": video_reliance(model, val[:32], fmt, processor=processor),
+        "reliance_by_segment": segment_gaps(model, processor, grounding_rows(val[:32], fmt)),
     }
     done.write_text(json.dumps({"n_test": n_test, "metrics": metrics}, indent=1))
     return metrics
@@ -202,11 +214,13 @@ def table(roots: list[Path], grpo: str = "grpo") -> str:
     if missing:
         raise SystemExit(f"no curriculum result in {', '.join(missing)}")
     results = [json.loads((r / name).read_text(encoding="utf-8")) for r in roots]
-    if len({(r["data"], r["n_test"]) for r in results}) > 1:
-        raise SystemExit(f"the curricula ran on different benchmarks or test sizes: {[(r['data'], r['n_test']) for r in results]}")
+    setups = [(r["data"], r["n_test"], r.get("format", "compact")) for r in results]  # results before --format: compact
+    if len(set(setups)) > 1:
+        raise SystemExit(f"the curricula ran on different benchmarks, test sizes or answer formats: {setups}")
     cell = lambda vals: format_cell(*mean_spread(vals)[:2])  # noqa: E731
     head = " | ".join(f"{tube} {m}" for tube in ("pred", "think") for m in METRICS)
-    lines = [f"seeds {[r['seed'] for r in results]} on {results[0]['data']}, {results[0]['n_test']} test clips, %, mean ± sample std over seeds",
+    lines = [f"seeds {[r['seed'] for r in results]} on {results[0]['data']}, {results[0]['n_test']} test clips, answer format "
+             f"{setups[0][2]}, %, mean ± sample std over seeds",
              "", f"| model | parsed | {head} | span-digit gap | answer gap |", "|---|" + "---:|" * (2 * len(METRICS) + 3)]
     sft_rounds = ", ".join(f"seed {r['seed']}: {sft_stage(r)}" for r in results)
     for run, label in ((None, f"curriculum SFT ({sft_rounds})"), (grpo, f"+ GRPO ({grpo})")):
@@ -232,6 +246,8 @@ def main() -> None:
     ap.add_argument("--solo", default="data/solo12k", help="one-object clips for the text-first reader (made if missing)")
     ap.add_argument("--root", default=None, help="default bench/out/curriculum/seed<k>, seed<k>_<data folder name> for another --data")
     ap.add_argument("--n-test", type=int, default=100)
+    ap.add_argument("--format", default="compact", choices=sorted(FORMATS),
+                    help="the answer format of the SFT rounds, GRPO and the evaluation (the probe stages ask cells, not answers)")
     ap.add_argument("--onset", action="append", default=[], metavar="STAGE=GAP",
                     help=f"a probe stage is done when its held-out gap reaches GAP (defaults {ONSETS})")
     ap.add_argument("--grpo-name", default="grpo", help="the GRPO stage's folder; its results go to result_<name>.json unless it is 'grpo'")
@@ -257,7 +273,7 @@ def main() -> None:
     py, seed = [sys.executable], ["--seed", str(args.seed)]
     probe = [*py, str(BENCH / "position_probe.py"), "--root", str(root), "--every", "250", "--save", *seed]
     sft = [*py, str(BENCH / "learnability_probe.py"), "--root", str(root), "--data", str(data), "--hidden", "128", "--layers", "4",
-           "--format", "compact", "--lr", "1e-3", "--steps", "2500", "--eval", "32", "--aux-frame-cells",
+           "--format", args.format, "--lr", "1e-3", "--steps", "2500", "--eval", "32", "--aux-frame-cells",
            "--prompt-order", "text_first", *seed]  # the reader's own order, recorded in the SFT's recipe
     times: dict[str, int] = {}
     onsets = parse_onsets(args.onset)
@@ -266,18 +282,19 @@ def main() -> None:
     reader = probe_stage("solo_tf", probe, ["--data", str(solo), "--text-first", "--steps", "1500"], reader, root, onset=onsets["solo_tf"], **rounds)
     if data != Path(DEFAULT_DATA):
         reader = probe_stage("bench_tf", probe, ["--data", str(data), "--steps", "2000"], reader, root, onset=onsets["bench_tf"], **rounds)
+    check_sft_format(root, args.format)
     last_sft, sft_parse = sft_stages(sft, reader, root, rounds=args.max_sft, parse=args.sft_parse, times=times,
                                        min_rounds=args.min_sft)
     grpo = args.grpo_name
     check_grpo_start(root / grpo, root / last_sft / "final")
     stage(grpo, root / grpo / "final", [*py, "-m", "stvg_lab.cli", "train", "grpo", "--recipe", "tiny_cpu_grpo", "--out", str(root / grpo),
                                         "--data", str(data), "--init-from", str(root / last_sft / "final"),
-                                        "--set", "torch_threads=1", "--set", f"seed={args.seed}",
+                                        "--set", "torch_threads=1", "--set", f"seed={args.seed}", "--set", f"answer_format={args.format}",
                                         *(x for kv in args.grpo_set for x in ("--set", kv))], times)
     t0 = time.time()
-    result = {"seed": args.seed, "data": str(data), "n_test": args.n_test, "onsets": onsets, "grpo_set": args.grpo_set, "stage_s": times,
+    result = {"seed": args.seed, "data": str(data), "n_test": args.n_test, "format": args.format, "onsets": onsets, "grpo_set": args.grpo_set, "stage_s": times,
               "sft_stage": last_sft, "sft_val_parse": sft_parse,
-              **{name: evaluate(root / name / "final", data, root / "eval" / name, args.n_test) for name in (last_sft, grpo)}}
+              **{name: evaluate(root / name / "final", data, root / "eval" / name, args.n_test, args.format) for name in (last_sft, grpo)}}
     result["eval_s"] = round(time.time() - t0)
     result[f"{grpo}_reward"] = reward_change(read_log(root / grpo))
     out = root / ("result.json" if grpo == "grpo" else f"result_{grpo}.json")

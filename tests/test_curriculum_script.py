@@ -161,13 +161,13 @@ def test_curriculum_record_keeps_every_probe_round_and_the_test_numbers(tmp_path
     assert set(record["test"]) == {"sft3", "grpo"} and record["sft_val_parse"]["sft3"] == 0.95
 
 
-def _result(root: Path, seed: int, m_tiou: float, data: str = "data/synthetic") -> None:
+def _result(root: Path, seed: int, m_tiou: float, data: str = "data/synthetic", fmt: str | None = None) -> None:
     run = {"parse_rate": 1.0, **{f"{t}_{m}": m_tiou if m == "m_tIoU" else 0.1 for t in ("pred", "think") for m in curriculum.METRICS},
            "baselines": {"whole video + mean box": dict.fromkeys(curriculum.METRICS, 0.5)},
            "reliance": {"gap": 0.01}, "reliance_by_segment": {"time": {"gap": 0.4}}}
     root.mkdir()
-    (root / "result.json").write_text(json.dumps({"seed": seed, "data": data, "n_test": 100, "sft2": run, "grpo": run,
-                                                  "grpo_reward": {"first": 0.25, "last": 0.75}}))
+    result = {"seed": seed, "data": data, "n_test": 100, "sft2": run, "grpo": run, "grpo_reward": {"first": 0.25, "last": 0.75}}
+    (root / "result.json").write_text(json.dumps(result if fmt is None else {**result, "format": fmt}))
 
 
 def test_table_is_mean_and_sample_std_over_seeds(tmp_path):
@@ -195,3 +195,24 @@ def test_table_refuses_mixed_benchmarks_and_missing_results(tmp_path):
         curriculum.table([tmp_path / "a", tmp_path / "b"])
     with pytest.raises(SystemExit, match=r"no curriculum result in .*c/result_grpo_t0.7.json"):
         curriculum.table([tmp_path / "c"], "grpo_t0.7")
+
+
+def test_table_names_the_answer_format_and_refuses_mixed_ones(tmp_path):
+    _result(tmp_path / "a", 0, 0.5)  # a result written before --format: compact
+    _result(tmp_path / "b", 1, 0.7, fmt="compact")
+    _result(tmp_path / "c", 2, 0.7, fmt="compact_labels")
+    assert "100 test clips, answer format compact, %" in curriculum.table([tmp_path / "a", tmp_path / "b"])
+    with pytest.raises(SystemExit, match=r"answer formats: .*'compact'\), .*'compact_labels'\)"):
+        curriculum.table([tmp_path / "a", tmp_path / "c"])
+
+
+def test_sft_rounds_of_another_answer_format_are_refused(tmp_path):
+    from stvg_lab.train.recipe import load_recipe
+
+    curriculum.check_sft_format(tmp_path, "compact_labels")  # no round yet: fine
+    for k, fmt in ((1, "compact"), (2, "compact")):
+        (tmp_path / f"sft{k}").mkdir()
+        load_recipe("tiny_cpu", answer_format=fmt).save(tmp_path / f"sft{k}" / "recipe.yaml")
+    curriculum.check_sft_format(tmp_path, "compact")
+    with pytest.raises(SystemExit, match=r"sft1/recipe.yaml: this SFT round trained answer format 'compact', not --format 'compact_labels'"):
+        curriculum.check_sft_format(tmp_path, "compact_labels")
