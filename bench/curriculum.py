@@ -3,6 +3,8 @@
     OMP_NUM_THREADS=1 .venv/bin/python bench/curriculum.py --seed 0                    # ~45 min on one core
     OMP_NUM_THREADS=1 .venv/bin/python bench/curriculum.py --seed 0 --data data/synthetic   # the default benchmark (+1 stage, ~1 h): the shipped SFT
     OMP_NUM_THREADS=1 .venv/bin/python bench/curriculum.py --seed 0 --data data/synthetic --grpo-name grpo_t0.7 --grpo-set temperature=0.7
+    OMP_NUM_THREADS=1 .venv/bin/python bench/curriculum.py --seed 0 --data data/synthetic --root bench/out/curriculum/seed0_labels \
+        --format compact_labels --min-sft 3 --max-sft 3   # frame-labelled answers from the first SFT round (LEARNING.md round 14)
     .venv/bin/python bench/curriculum.py --table bench/out/curriculum/seed{0,1,2}_synthetic
 
 Stages (bench/LEARNING.md round 5 has what each does and why), each skipped when its output exists;
