@@ -274,7 +274,8 @@ def table(root: Path) -> str:
         lines.append(f"| {name} ({sets}) | {','.join(str(r['seed']) for r in rs)} | " + " | ".join(cells) + " |")
     for base, b in start["baselines"].items():
         lines.append(f"| baseline: {base} | – | – | " + " | ".join(f"{100 * b[m]:.1f}" for m in METRICS) + " |" + " – |" * (len(cols) - 1 - len(METRICS)))
-    return "\n".join(lines + swap_table(start, results) + counts_table(start, results) + ["", made_on([p.parent / "run" for p in paths])])
+    return "\n".join(lines + swap_table(start, results) + counts_table(start, results) + tag_table(root, results)
+                     + ["", made_on([p.parent / "run" for p in paths])])
 
 
 def made_on(runs: list[Path]) -> str:
@@ -308,6 +309,35 @@ def swap_table(start: dict, results: dict[str, list[dict]]) -> list[str]:
         cells.append(format_cell(*mean_spread([w["think"]["distinct"] for w in swaps])[:2], scale=1.0, digits=0))
         # mean IoU per frame of the spans' intersection: own ≈ swapped ≈ constant means the boxes are a prior
         cells += [cell([w["pred"][k] for w in swaps]) for k in ("own_centre", "swapped_centre", "own_iou", "swapped_iou", "constant_iou")]
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    return lines
+
+
+def tag_table(root: Path, results: dict[str, list[dict]], tag: str = "n_distractors") -> list[str]:
+    """Markdown lines: pred m_vIoU per value of ``tag`` (stvg_lab.analysis.tags), start and variants, from each
+    run's ``eval/per_sample.jsonl``.
+
+    Why: on spread a long SFT doubled m_vIoU on one-object clips and raised it by a third where distractors
+    are (bench/LEARNING.md round 14); a variant that picks the named object better shows here first.
+    """
+    from stvg_lab.analysis.scale import read_per_sample
+    from stvg_lab.analysis.tables import format_cell, mean_spread
+    from stvg_lab.analysis.tags import tag_means
+
+    runs = [("start (SFT)", [root / "start" / "eval"])]
+    runs += [(name, [root / name / f"seed{r['seed']}" / "eval" for r in rs]) for name, rs in results.items()]
+    if not all((d / "per_sample.jsonl").is_file() for _, dirs in runs for d in dirs):
+        return ["", f"(no per-sample scores in some runs: no m_vIoU by {tag})"]
+    means = [(name, [tag_means(read_per_sample(d), tag) for d in dirs]) for name, dirs in runs]
+    values = list(means[0][1][0])
+    if values == [None]:
+        return ["", f"(the test clips carry no {tag!r} tag)"]
+    counts = ", ".join(f"{v}: {means[0][1][0][v]['n']}" for v in values)
+    lines = ["", f"pred m_vIoU by the clip's `{tag}` (`stvg_lab.analysis.tags`; test clips per value: {counts}), %:", "",
+             "| variant | " + " | ".join(f"{tag} = {v}" for v in values) + " |", "|---|" + "---:|" * len(values)]
+    for name, per_seed in means:
+        cells = [format_cell(*mean_spread([m[v]["m_vIoU"] for m in per_seed])[:2], scale=100.0, digits=1)
+                 for v in values]
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
     return lines
 

@@ -73,7 +73,8 @@ def test_table_rows_are_mean_and_sample_std_per_variant(tmp_path):
     assert any(line.startswith("| a_t0.7 (`temperature=0.7`) | 0 | 100 | 60.0 |") for line in lines)
     assert any(line.startswith("| baseline: whole video + mean box | – | – | 50.0 | 50.0 | 50.0 |") for line in lines)
     assert any(line.startswith("(no swap control in some results") for line in lines)  # these results predate it
-    assert lines[-3].startswith("(no box counts in some results")
+    assert lines[-5].startswith("(no box counts in some results")
+    assert lines[-3] == "(no per-sample scores in some runs: no m_vIoU by n_distractors)"
     assert lines[-1] == "Made on: not recorded (3 runs)."  # no run folder wrote environment.jsonl
 
 
@@ -150,6 +151,30 @@ def test_counts_table_rows(tmp_path):
     lines = sweep.table(tmp_path).splitlines()
     assert "| start (SFT) | 40 | 0 | 80 | 20 | -0.10 | -0.10 |" in lines
     assert "| base | 30 ± 14 | 0 ± 0 | 30 ± 14 | 70 ± 14 | 1.40 ± 0.28 | 1.40 ± 0.28 |" in lines
+
+
+def _per_sample(folder: Path, vious: list[float], distractors: list[int | None]) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    rows = [{"id": f"s{i}", "tIoU_pred": 0.5, "vIoU_pred": v, "tags": {} if d is None else {"n_distractors": d}}
+            for i, (v, d) in enumerate(zip(vious, distractors))]
+    (folder / "per_sample.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+
+
+def test_tag_table_rows(tmp_path):
+    _two_seeds(tmp_path, "counts", [_counts(0.5, 0.2, 0.0)] * 2, _counts(0.5, 0.2, 0.0))
+    tags = [0, 0, 1, 2]
+    _per_sample(tmp_path / "start" / "eval", [0.4, 0.2, 0.1, 0.0], tags)
+    _per_sample(tmp_path / "base" / "seed0" / "eval", [0.4, 0.4, 0.2, 0.1], tags)
+    _per_sample(tmp_path / "base" / "seed1" / "eval", [0.2, 0.2, 0.0, None], tags)  # None: no prediction, scored 0
+    lines = sweep.table(tmp_path).splitlines()
+    assert "pred m_vIoU by the clip's `n_distractors` (`stvg_lab.analysis.tags`; test clips per value: 0: 2, 1: 1, 2: 1), %:" in lines
+    assert "| variant | n_distractors = 0 | n_distractors = 1 | n_distractors = 2 |" in lines
+    assert "| start (SFT) | 30.0 | 10.0 | 0.0 |" in lines
+    assert "| base | 30.0 ± 14.1 | 10.0 ± 14.1 | 5.0 ± 7.1 |" in lines
+    # clips without the tag (another dataset): said, not a table of None
+    for folder in (tmp_path / "start" / "eval", *(tmp_path / "base" / f"seed{k}" / "eval" for k in (0, 1))):
+        _per_sample(folder, [0.1] * 4, [None] * 4)
+    assert sweep.table(tmp_path).splitlines()[-3] == "(the test clips carry no 'n_distractors' tag)"
 
 
 def test_an_sft_control_row_names_its_steps_and_has_no_reward(tmp_path):

@@ -4,6 +4,7 @@
 * :mod:`~stvg_lab.analysis.grid`: the ablation grid of Tables 5-8 (variants × seeds, cached runs).
 * :mod:`~stvg_lab.analysis.tables`: our results in the paper's layouts, beside its numbers (Tables 1, 5-9).
 * :mod:`~stvg_lab.analysis.scale`: vIoU of think and pred tubes per object-scale bin (Fig. 4).
+* :mod:`~stvg_lab.analysis.tags`: m_tIoU / m_vIoU per value of one difficulty tag (``n_distractors``, ``qtype``, ...).
 * :mod:`~stvg_lab.analysis.open_vocab`: the open-vocabulary split (Table 4) at toy scale, and the real protocol.
 """
 
@@ -12,6 +13,7 @@ from stvg_lab.analysis.open_vocab import check_open_vocab_split, cross_dataset_p
 from stvg_lab.analysis.paper import paper_row
 from stvg_lab.analysis.scale import AREA_BINS, plot_scale, read_per_sample, scale_analysis
 from stvg_lab.analysis.tables import ablation_table, complexity_table, results_table
+from stvg_lab.analysis.tags import tag_means
 
 __all__ = [
     "AREA_BINS",
@@ -29,5 +31,6 @@ __all__ = [
     "results_table",
     "run_grid",
     "scale_analysis",
+    "tag_means",
     "variant_overrides",
 ]
