@@ -82,6 +82,7 @@ def score(checkpoint: Path, out: Path, data: Path, n_test: int, temperature: flo
     from stvg_lab.evaluate import score_predictions
     from stvg_lab.train.recipe import trained_answer_format
 
+    fmt = trained_answer_format(checkpoint, "compact")  # the prompt and answers it was trained on
     done = out / "score.json"
     if done.is_file() and done.stat().st_mtime > (checkpoint / "model.safetensors").stat().st_mtime:
         cached = json.loads(done.read_text(encoding="utf-8"))
@@ -94,7 +95,7 @@ def score(checkpoint: Path, out: Path, data: Path, n_test: int, temperature: flo
                 if "swap" not in cached:
                     cached["swap"] = swap_control(saved, test)
                 cached["counts"] = box_counts(saved)
-                cached["span_control"] = span_control(score_predictions(saved, test, trained_answer_format(checkpoint, "compact"), train_samples=load_synthetic(data, "train")).metrics)
+                cached["span_control"] = span_control(score_predictions(saved, test, fmt, train_samples=load_synthetic(data, "train")).metrics)
                 done.write_text(json.dumps(cached, indent=1), encoding="utf-8")
             return cached
     import torch
@@ -104,7 +105,7 @@ def score(checkpoint: Path, out: Path, data: Path, n_test: int, temperature: flo
     train, test = load_synthetic(data, "train"), load_synthetic(data, "test")[:n_test]
     sampling = {"do_sample": True, "temperature": temperature} if temperature else {}
     torch.manual_seed(0)
-    report = evaluate_model(checkpoint, test, out / "eval", trained_answer_format(checkpoint, "compact"), train_samples=train, progress=False, resume=False, **sampling)
+    report = evaluate_model(checkpoint, test, out / "eval", fmt, train_samples=train, progress=False, resume=False, **sampling)
     m = report.metrics
     result = {"n_test": n_test, "temperature": temperature, "parse_rate": 1 - m["parse_failure_rate"],
               **{f"{tube}_{k}": m[tube][k] for tube in ("pred", "think") if m.get(tube) for k in METRICS},
