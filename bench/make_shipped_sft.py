@@ -1,15 +1,22 @@
 """Make the CPU stand-in's SFT checkpoint and ship it in the package (stvg_lab/assets/checkpoints/tiny_cpu_sft).
 
-    OMP_NUM_THREADS=1 .venv/bin/python bench/make_shipped_sft.py            # the curriculum, ~1 h on one core
+    OMP_NUM_THREADS=1 .venv/bin/python bench/make_shipped_sft.py            # curriculum + polish rounds, ~1.5 h on one core
     OMP_NUM_THREADS=1 .venv/bin/python bench/make_shipped_sft.py --from-run runs/sft   # export a finished plain tiny_cpu SFT run
 
-Default: ``bench/curriculum.py --seed <tiny_cpu's seed> --data <--data> --root <--root> --min-sft 3`` (stages
-already done in ``--root`` are skipped; the default benchmark is generated when missing), then
-its last SFT round's ``final`` (``sft3`` for seed 0: the reader stages followed by 3 x 2,500 steps of
-``tiny_cpu``'s SFT; ``result.json`` names the round in ``sft_stage``) is exported with :func:`stvg_lab.train.shipped.export_checkpoint`. ``provenance.json`` keeps the
-command, the recipe the last SFT stage ran (it must be ``tiny_cpu``'s apart from paths, logging
-and its start checkpoint), each probe stage's final gap, the stage wall times and the
-curriculum's own test numbers (``result.json``).
+Default, two stages, each skipped where its output already exists in ``--root``:
+
+1. ``bench/curriculum.py --seed <tiny_cpu's seed> --data <--data> --root <--root> --min-sft 3`` (the default
+   benchmark is generated when missing): the reader stages, then 3 x 2,500 steps of ``tiny_cpu``'s SFT
+   (``sft3`` for seed 0; ``result.json`` names the round in ``sft_stage``);
+2. ``--polish-rounds`` rounds of ``tiny_cpu_polish`` (the same SFT at lr 3e-4, a fresh cosine cycle each)
+   from that round's ``final``, into ``<root>/polish1``, ``polish2``, ...; each round's greedy numbers on the
+   50 val clips are kept (``<round>/val50``), which is how the number of rounds was chosen (bench/LEARNING.md round 15).
+
+The last round's ``final`` is exported with :func:`stvg_lab.train.shipped.export_checkpoint`.
+``provenance.json`` keeps the command, the recipe the last round ran, the curriculum's (its last SFT
+round's recipe must be ``tiny_cpu``'s apart from paths, logging and its start checkpoint; each polish round's
+``tiny_cpu_polish``'s), each probe stage's final gap, the stage wall times, the curriculum's own test numbers
+(``result.json``) and each polish round's wall time, final loss and val numbers.
 
 ``--from-run`` exports an SFT run that already finished (``stvg-lab train sft``, a fresh stand-in;
 its ``recipe.yaml`` must be ``tiny_cpu``'s): the pre-curriculum way, which gives a stand-in that
@@ -35,6 +42,10 @@ PROBE_STAGES = ("pre_dark", "solo_tf", "bench_tf")
 # round parses 97 % of its val answers but writes too many boxes (64 % long lists on test) and scores
 # val m_vIoU 4.7, below the shipped model's 5.9; a third round gives 7.1 (50 val clips; bench/LEARNING.md round 11).
 MIN_SFT_ROUNDS = 3
+# Polish rounds after them (recipe tiny_cpu_polish), chosen on the 50 val clips over three seeds of the rounds
+# (bench/LEARNING.md round 15, which has the table).
+POLISH_ROUNDS = 3
+N_VAL = 50
 
 
 def curriculum_record(root: Path) -> dict:
@@ -55,10 +66,58 @@ def curriculum_record(root: Path) -> dict:
     }
 
 
+def val_metrics(checkpoint: Path, data: str | Path, out: Path) -> dict:
+    """Greedy parse rate and pred m_tIoU / m_vIoU / vIoU@0.3 of ``checkpoint`` on the first :data:`N_VAL` val clips (cached in ``out``)."""
+    from stvg_lab.data.synth import load_synthetic
+    from stvg_lab.evaluate import evaluate_model
+    from stvg_lab.train.recipe import trained_answer_format
+
+    done = out / "metrics.json"
+    if done.is_file() and done.stat().st_mtime > (checkpoint / "model.safetensors").stat().st_mtime:
+        m = json.loads(done.read_text(encoding="utf-8"))
+    else:
+        val = load_synthetic(data, "val")[:N_VAL]
+        m = evaluate_model(checkpoint, val, out, trained_answer_format(checkpoint, "compact"), progress=False, resume=False).metrics
+    return {"n": m["n"], "parse_rate": 1 - m["parse_failure_rate"], **{f"pred_{k}": m["pred"][k] for k in ("m_tIoU", "m_vIoU", "vIoU@0.3")}}
+
+
+def polish(root: Path, start: Path, rounds: int, data: str, seed: int) -> list[dict]:
+    """Rounds ``polish1`` .. ``polish<rounds>`` of ``tiny_cpu_polish``, each from the previous round's ``final``.
+
+    A round whose ``final`` exists is kept when its recipe is this one's (same start checkpoint, seed
+    and SFT fields), refused otherwise; a round cut short resumes from its last checkpoint.
+    Returns one record per round: folder, wall time, final loss, val numbers.
+    """
+    from stvg_lab.train.logging import read_log
+    from stvg_lab.train.recipe import load_recipe
+    from stvg_lab.train.sft import run_sft
+    from stvg_lab.train.shipped import sft_recipe_differences
+
+    records, model = [], start
+    for k in range(1, rounds + 1):
+        run = root / f"polish{k}"
+        recipe = load_recipe("tiny_cpu_polish", model=str(model), data=str(data), seed=seed, output_dir=str(run))
+        if (run / "final" / "model.safetensors").is_file():
+            diff = sft_recipe_differences(load_recipe(run / "recipe.yaml").to_dict(), recipe.to_dict())
+            if diff:
+                sys.exit(f"{run}/recipe.yaml differs from this round's tiny_cpu_polish in {diff}; move {run} away to retrain it")
+        else:
+            run_sft(recipe, resume=run.is_dir())
+        log = read_log(run)
+        losses = [r["loss"] for r in log if "loss" in r]
+        runtime = [r["train_runtime"] for r in log if "train_runtime" in r]
+        records.append({"round": f"polish{k}", "dir": str(run), "model": str(model), "wall_s": round(runtime[-1]) if runtime else None,
+                        "final_loss": losses[-1] if losses else None, "val": val_metrics(run / "final", data, run / "val50")})
+        logging.getLogger("ship").info("%s: %s", run, json.dumps(records[-1]["val"]))
+        model = run / "final"
+    return records
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--data", default="data/synthetic")
     ap.add_argument("--root", default=None, help="the curriculum's folder (default bench/out/curriculum/seed<k>_synthetic)")
+    ap.add_argument("--polish-rounds", type=int, default=POLISH_ROUNDS, help="tiny_cpu_polish rounds after the curriculum (0: none)")
     ap.add_argument("--from-run", default=None, help="export this finished plain SFT run directory instead")
     ap.add_argument("--dest", default=None, help="default: the package's shipped checkpoint folder")
     ap.add_argument("--note", default=None, help="free text kept in provenance.json")
@@ -73,6 +132,7 @@ def main() -> None:
     ensure_synthetic(args.data, progress=True)  # the default benchmark (3,000/50/100 clips, seed 0)
     shipped = load_recipe("tiny_cpu")
     prefix = "OMP_NUM_THREADS=1 .venv/bin/python bench/"
+    polished = None
     if args.from_run:
         run_dir, curriculum = Path(args.from_run), None
         command = f"{prefix}make_shipped_sft.py --from-run {args.from_run}"
@@ -85,16 +145,21 @@ def main() -> None:
         curriculum = curriculum_record(root)
         run_dir = root / curriculum["sft_stage"]
         command = (f"{prefix}curriculum.py --seed {shipped.seed} --data {args.data} --root {root} --min-sft {MIN_SFT_ROUNDS}"
-                   f" && {prefix}make_shipped_sft.py --root {root}")
+                   f" && {prefix}make_shipped_sft.py --root {root} --polish-rounds {args.polish_rounds}")
     used = load_recipe(run_dir / "recipe.yaml")
     diff = provenance_differences({"recipe": used.to_dict(), "curriculum": curriculum}, shipped.to_dict())
     if diff:
         sys.exit(f"{run_dir}/recipe.yaml differs from tiny_cpu in {diff}; retrain with tiny_cpu.yaml as it is")
+    if curriculum is not None:
+        curriculum["recipe"] = used.to_dict()
+        curriculum["val"] = val_metrics(run_dir / "final", args.data, run_dir / "val50")
+        if args.polish_rounds:
+            polished = polish(root, run_dir / "final", args.polish_rounds, args.data, shipped.seed)
+            run_dir = Path(polished[-1]["dir"])
     losses = [r["loss"] for r in read_log(run_dir) if "loss" in r]
-    extra = {"command": command, "final_loss": losses[-1] if losses else None, "curriculum": curriculum, "note": args.note}
+    extra = {"command": command, "final_loss": losses[-1] if losses else None, "curriculum": curriculum, "polish": polished, "note": args.note}
     dest = export_checkpoint(run_dir / "final", args.data, args.dest or SHIPPED_DIR / "tiny_cpu_sft", extra)
     logging.getLogger("ship").info("shipped %s (%s)", dest, json.dumps(extra))
-
 
 if __name__ == "__main__":
     main()

@@ -15,7 +15,7 @@ from stvg_lab.rewards import DEFAULT_LAMBDA_K, DEFAULT_REWARD_FUNCS, RewardFunc,
 REWARD_TERMS: tuple[str, ...] = ("format", "consistency", "temporal", "spatial", "think")
 
 VARIANTS: tuple[str, ...] = ("full", "no_think_reward", "giou_only", "l1_only", "overlap_penalty", "no_think_bbox", "count_penalty",
-                             "count_symmetric", "union_spatial", "viou_metric", "viou_giou")
+                             "count_symmetric", "union_spatial", "viou_metric", "viou_giou", "iou_intersection")
 
 
 def reward_weights(lambda_k: float = DEFAULT_LAMBDA_K) -> list[float]:
@@ -59,6 +59,10 @@ def reward_setup(
       the union: ``terms=("iou",)``, ``count_rule="union"``). Not the paper (round 11).
     * ``viou_giou``: as ``viou_metric`` with GIoU added to each frame's IoU, so a box that misses
       still scores more the nearer it is (``terms=("giou", "iou")``). Not the paper (round 13).
+    * ``iou_intersection``: per-frame IoU averaged over the spans' intersection, as Eq. 7 averages,
+      each box outside the claimed span adding a 0 (``terms=("iou",)``, ``count_rule="extra"``): the box
+      term of the metric without its span part, which ``temporal`` already pays, so trimming a span
+      or a list cannot raise it. Not the paper (round 15).
     * ``no_think_bbox`` (Table 5): the same as ``full``. The dataset's ``answer_format``
       column ("no_think") is what drops ``<think_bbox>``: then ``R_k = 0`` and
       ``R_s = R_spa^p``.
@@ -88,6 +92,8 @@ def reward_setup(
         funcs[3], funcs[4] = make_spatial_reward(("iou",), "zero", "union"), make_think_reward(("iou",), "union")
     elif variant == "viou_giou":
         funcs[3], funcs[4] = make_spatial_reward(("giou", "iou"), "zero", "union"), make_think_reward(("giou", "iou"), "union")
+    elif variant == "iou_intersection":
+        funcs[3], funcs[4] = make_spatial_reward(("iou",), "zero", "extra"), make_think_reward(("iou",), "extra")
     else:
         raise ValueError(f"unknown reward variant {variant!r}; choose one of {VARIANTS}")
     return funcs, scaled_weights(weights, scale)

@@ -62,6 +62,10 @@ Choices the paper leaves open, and the hardening against a policy that games the
   ``2 IoU - (C - U) / C`` (C the enclosing box), which still rises with overlap and also rises as a
   miss comes nearer; under the union rule it is rescaled from ``(-1, 2)`` to ``[0, 1]``, so a miss
   scores at most 1/3 (touching), a missing box 0 (variant ``viou_giou``). IoU may join GIoU only: not L1.
+* **The metric's box part alone.** Over the union, vIoU also pays for a shorter span or list, and GRPO
+  raised it by trimming (bench/LEARNING.md round 14). ``terms=("iou",)`` with ``count_rule="extra"``
+  averages plain IoU over the intersection, each box outside the claimed span adding a 0: the span is
+  left to ``R_t`` and only better boxes raise it (variant ``iou_intersection``, round 15).
 * **Annotation gaps.** A frame of the intersection with no ground-truth box is left out of
   both the sum and the count of Eq. 7. If no frame is left, ``R_spa = 0``.
 * **Empty intersection.** The paper sets the spatial reward to 0 (``empty_overlap="zero"``,

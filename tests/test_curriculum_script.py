@@ -216,3 +216,36 @@ def test_sft_rounds_of_another_answer_format_are_refused(tmp_path):
     curriculum.check_sft_format(tmp_path, "compact")
     with pytest.raises(SystemExit, match=r"sft1/recipe.yaml: this SFT round trained answer format 'compact', not --format 'compact_labels'"):
         curriculum.check_sft_format(tmp_path, "compact_labels")
+
+
+def _polish_round(root: Path, k: int, model: str, seed: int = 0, vIoU: float = 0.1) -> None:
+    """A finished tiny_cpu_polish round as make_shipped_sft.polish leaves it (weights faked, val cached)."""
+    import os
+
+    from stvg_lab.train.recipe import load_recipe
+
+    run = root / f"polish{k}"
+    (run / "final").mkdir(parents=True)
+    (run / "final" / "model.safetensors").write_bytes(b"")
+    load_recipe("tiny_cpu_polish", model=model, seed=seed, output_dir=str(run)).save(run / "recipe.yaml")
+    (run / "log.jsonl").write_text(json.dumps({"step": 2500, "loss": 0.4 - k / 100}) + "\n" + json.dumps({"step": 2500, "train_runtime": 470.4}) + "\n")
+    (run / "val50").mkdir()
+    metrics = {"n": 50, "parse_failure_rate": 0.02, "pred": {"m_tIoU": 0.7, "m_vIoU": vIoU, "vIoU@0.3": 0.1}}
+    (run / "val50" / "metrics.json").write_text(json.dumps(metrics))
+    os.utime(run / "final" / "model.safetensors", (1, 1))  # the val numbers are newer than the weights: reused
+
+
+def test_polish_rounds_chain_from_the_start_and_refuse_another_start(tmp_path):
+    start = tmp_path / "sft3" / "final"
+    _polish_round(tmp_path, 1, str(start), vIoU=0.12)
+    _polish_round(tmp_path, 2, str(tmp_path / "polish1" / "final"), vIoU=0.13)
+    records = make_shipped.polish(tmp_path, start, 2, "data/synthetic", 0)
+    assert [r["round"] for r in records] == ["polish1", "polish2"]
+    assert records[1]["model"] == str(tmp_path / "polish1" / "final")
+    assert (records[1]["wall_s"], records[1]["final_loss"]) == (470, 0.38)
+    assert records[1]["val"] == {"n": 50, "parse_rate": 0.98, "pred_m_tIoU": 0.7, "pred_m_vIoU": 0.13, "pred_vIoU@0.3": 0.1}
+    # a finished round trained from another checkpoint, or with another seed, is not silently reused
+    with pytest.raises(SystemExit, match=r"polish1/recipe.yaml differs from this round's tiny_cpu_polish in \['model'\]"):
+        make_shipped.polish(tmp_path, tmp_path / "sft2" / "final", 2, "data/synthetic", 0)
+    with pytest.raises(SystemExit, match=r"\['seed'\]"):
+        make_shipped.polish(tmp_path, start, 1, "data/synthetic", 1)

@@ -214,6 +214,13 @@ def test_the_metric_recipe_is_tiny_cpu_grpo_with_three_overrides():
     assert replace(metric, name=swept.name) == swept
 
 
+def test_the_polish_recipe_is_tiny_cpu_at_a_third_of_the_rate_without_warm_up():
+    # what bench/grpo_sweep.py measured as sft_more_2500_lr3e-4 (LEARNING.md rounds 14-15); the recipe must stay that run
+    polish = load_recipe("tiny_cpu_polish")
+    swept = load_recipe("tiny_cpu", learning_rate=3e-4, warmup_ratio=0.0, max_steps=2500)
+    assert replace(polish, name=swept.name) == swept
+
+
 def test_trained_answer_format_reads_the_checkpoints_recipe(tmp_path):
     from stvg_lab.train.recipe import trained_answer_format
 

@@ -257,6 +257,16 @@ VARIANT_CASES = [
     ("think_viou", make_think_reward(("iou",), count_rule="union"), answer((3, 7), tube(3, 7, G), tube(3, 7, SHIFT)), "paper", 2 / 3),
     # viou_giou: per frame (GIoU + IoU + 1) / 3 over the union. SHIFT: (1/3 + 1/3 + 1) / 3 = 5/9 per list;
     # FAR misses but still earns (1 - 0.609375) / 3 per list, more than the 0 of no box
+    # iou_intersection: per-frame IoU over the intersection, extra boxes at 0. Unlike viou_*, the span's length
+    # is left to the temporal reward: a span too long or starting late with exact boxes keeps 1 per list
+    ("iou_inter_consistent", make_spatial_reward(("iou",), count_rule="extra"), PERFECT, "paper", 2.0),
+    ("iou_inter_shifted_boxes", make_spatial_reward(("iou",), count_rule="extra"), answer((3, 7), tube(3, 7, SHIFT)), "paper", 2 / 3),
+    ("iou_inter_span_too_long", make_spatial_reward(("iou",), count_rule="extra"), answer((3, 9), tube(3, 9, G)), "paper", 2.0),
+    ("iou_inter_starts_late", make_spatial_reward(("iou",), count_rule="extra"), answer((5, 7), tube(5, 7, G)), "paper", 2.0),
+    # pred one box short (frame 7 of the intersection scores 0: 4/5), think exact; two boxes past the span (5/7)
+    ("iou_inter_one_short", make_spatial_reward(("iou",), count_rule="extra"), answer((3, 7), tube(3, 6, G), tube(3, 7, G)), "paper", 1.8),
+    ("iou_inter_two_late", make_spatial_reward(("iou",), count_rule="extra"), answer((3, 7), tube(3, 9, G), tube(3, 7, G)), "paper", 12 / 7),
+    ("iou_inter_empty", make_spatial_reward(("iou",), count_rule="extra"), answer((10, 12), tube(10, 12, G)), "paper", 0.0),
     ("viou_giou_consistent", make_spatial_reward(("giou", "iou"), count_rule="union"), PERFECT, "paper", 2.0),
     ("viou_giou_shifted_boxes", make_spatial_reward(("iou", "giou"), count_rule="union"), answer((3, 7), tube(3, 7, SHIFT)), "paper", 10 / 9),
     ("viou_giou_far_boxes", make_spatial_reward(("giou", "iou"), count_rule="union"), answer((3, 7), tube(3, 7, FAR)), "paper", 0.390625 * 2 / 3),
@@ -419,6 +429,7 @@ SETUP_CASES = [
     ("union_spatial", 0.5, DEFAULT_NAMES[:3] + ["spatial_reward_union", "think_reward_union"], [1, 1, 1, 1, 0.5]),
     ("viou_metric", 0.5, DEFAULT_NAMES[:3] + ["spatial_reward_iou_union", "think_reward_iou_union"], [1, 1, 1, 1, 0.5]),
     ("viou_giou", 0.5, DEFAULT_NAMES[:3] + ["spatial_reward_giou_iou_union", "think_reward_giou_iou_union"], [1, 1, 1, 1, 0.5]),
+    ("iou_intersection", 0.5, DEFAULT_NAMES[:3] + ["spatial_reward_iou_extra_floor", "think_reward_iou_extra_floor"], [1, 1, 1, 1, 0.5]),
 ]
 
 

@@ -17,14 +17,15 @@ from stvg_lab.train.shipped import (
     read_provenance,
     sft_recipe_differences,
     shipped_checkpoint,
+    stage_differences,
 )
 
 
 
 def test_shipped_checkpoint_is_the_tiny_cpu_recipes():
-    # a change to tiny_cpu.yaml that changes SFT must come with a retrained checkpoint (bench/make_shipped_sft.py)
-    diff = provenance_differences(read_provenance(shipped_checkpoint()), load_recipe("tiny_cpu").to_dict())
-    assert diff == [], f"tiny_cpu.yaml and the shipped checkpoint disagree on {diff}"
+    # a change to tiny_cpu.yaml (or tiny_cpu_polish.yaml) that changes SFT must come with a retrained checkpoint (bench/make_shipped_sft.py)
+    diffs = stage_differences(read_provenance(shipped_checkpoint()))
+    assert "tiny_cpu" in diffs and all(d == [] for d in diffs.values()), f"the shipped recipes and the shipped checkpoint disagree: {diffs}"
     # a curriculum's SFT starts from its reader stage, not the fresh stand-in; nothing else is excused
     run = {"model": "bench/out/curriculum/seed0_synthetic/sft1/final", "seed": 0}
     assert provenance_differences({"recipe": run, "curriculum": {"seed": 0}}, {"model": "tiny", "seed": 0}) == []
@@ -34,6 +35,18 @@ def test_shipped_checkpoint_is_the_tiny_cpu_recipes():
     # a field the recorded run lacks (added to Recipe later) counts as its default
     assert sft_recipe_differences({}, {"aux_frame_boxes": False}) == []
     assert sft_recipe_differences({}, {"aux_frame_boxes": True}) == ["aux_frame_boxes"]
+
+
+def test_stage_differences_checks_the_curriculum_behind_polish_rounds():
+    tiny, polish = load_recipe("tiny_cpu").to_dict(), load_recipe("tiny_cpu_polish").to_dict()
+    curriculum = {"seed": 0, "recipe": {**tiny, "model": "root/sft2/final"}}
+    polished = {"recipe": {**polish, "model": "root/polish2/final"}, "curriculum": curriculum, "polish": [{"round": "polish1"}]}
+    assert stage_differences(polished) == {"tiny_cpu_polish": [], "tiny_cpu": []}
+    assert stage_differences({**polished, "recipe": {**polish, "learning_rate": 1e-3}}) == {"tiny_cpu_polish": ["learning_rate"], "tiny_cpu": []}
+    bad_curriculum = {**curriculum, "recipe": {**tiny, "max_steps": 100}}
+    assert stage_differences({**polished, "curriculum": bad_curriculum}) == {"tiny_cpu_polish": [], "tiny_cpu": ["max_steps"]}
+    # no polish rounds: the one stage is the curriculum's (or a plain run's) tiny_cpu
+    assert stage_differences({"recipe": tiny, "curriculum": None, "polish": None}) == {"tiny_cpu": []}
 
 
 @pytest.fixture(scope="module")

@@ -21,6 +21,7 @@ from stvg_lab.data.synth import (
     make_scene,
     open_vocabulary_config,
     read_manifest,
+    scene_objects,
 )
 from stvg_lab.video import decode_frames, sample_frame_indices
 
@@ -98,6 +99,36 @@ def test_target_pixels_match_the_annotation(root):
             px = img[y + h // 2, x + w // 2].astype(int)
             # the lighting moves a channel by at most half its 64 peak-to-peak, h264 by a little more
             assert np.abs(px - PALETTE[colour]).max() < 60, (name, f, px, colour)
+
+
+def test_scene_objects_redraw_the_rendered_scene(root):
+    # the target's redrawn boxes are the annotation's, the others are the meta's distractors, and each
+    # visible distractor's centre shows its colour in the decoded frame
+    m = read_manifest(root)
+    for split in SPLITS:
+        meta = _records(root, split, "meta")
+        for name, r in _records(root, split).items():
+            objects = scene_objects(root, name)
+            target = [o for o in objects if o["role"] == "target"]
+            assert len(target) == 1 and target[0]["attributes"] == meta[name]["attributes"]
+            boxes = target[0]["boxes"][r["st_frame"] - 1 : r["ed_frame"]]
+            assert [[int(b[0]), int(b[1]), int(b[2] - b[0]), int(b[3] - b[1])] for b in boxes] == r["bbox"], name
+            assert [o["attributes"] for o in objects if o["role"] != "target"] == meta[name]["distractors"]
+            for o in objects:
+                assert o["boxes"].shape == (m["num_frames"], 4) and o["visible"].shape == (m["num_frames"],)
+            for o in (o for o in objects if o["role"] == "distractor"):
+                f = int(np.flatnonzero(o["visible"])[len(np.flatnonzero(o["visible"])) // 2])
+                x1, y1, x2, y2 = (int(v) for v in o["boxes"][f])
+                if x2 - x1 != y2 - y1:  # clipped at the edge: its centre is not the shape's
+                    continue
+                px = decode_frames(root / "videos" / name, [f], (m["width"], m["height"]))[0][(y1 + y2) // 2, (x1 + x2) // 2].astype(int)
+                assert np.abs(px - PALETTE[o["attributes"]["colour"]]).max() < 60, (name, f, px)
+
+
+@pytest.mark.parametrize("key", ["synth_dev_00000.mp4", "synth_test_x.mp4", "clip_test_00000.mp4", "synth_test_00000.avi"])
+def test_scene_objects_names_a_key_that_is_not_a_generated_clip(root, key):
+    with pytest.raises(ValueError, match=rf"'{key}' is not a synthetic clip's name"):
+        scene_objects(root, key)
 
 
 def _files(root: Path) -> dict[str, bytes]:

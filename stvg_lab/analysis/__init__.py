@@ -5,6 +5,7 @@
 * :mod:`~stvg_lab.analysis.tables`: our results in the paper's layouts, beside its numbers (Tables 1, 5-9).
 * :mod:`~stvg_lab.analysis.scale`: vIoU of think and pred tubes per object-scale bin (Fig. 4).
 * :mod:`~stvg_lab.analysis.tags`: m_tIoU / m_vIoU per value of one difficulty tag (``n_distractors``, ``qtype``, ...).
+* :mod:`~stvg_lab.analysis.which_object`: which object a pred box lands on (target, distractor, none) on synthetic clips.
 * :mod:`~stvg_lab.analysis.open_vocab`: the open-vocabulary split (Table 4) at toy scale, and the real protocol.
 """
 
@@ -14,6 +15,7 @@ from stvg_lab.analysis.paper import paper_row
 from stvg_lab.analysis.scale import AREA_BINS, plot_scale, read_per_sample, scale_analysis
 from stvg_lab.analysis.tables import ablation_table, complexity_table, results_table
 from stvg_lab.analysis.tags import tag_means
+from stvg_lab.analysis.which_object import frame_rows, outcome_table
 
 __all__ = [
     "AREA_BINS",
@@ -23,8 +25,10 @@ __all__ = [
     "ablation_table",
     "check_open_vocab_split",
     "complexity_table",
+    "frame_rows",
     "cross_dataset_protocol",
     "make_open_vocab_split",
+    "outcome_table",
     "paper_row",
     "plot_scale",
     "read_per_sample",

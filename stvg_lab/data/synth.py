@@ -77,7 +77,7 @@ logger = logging.getLogger(__name__)
 __all__ = [
     "ATTRIBUTES", "DATASET_NAME", "EVENT_KINDS", "GENERATOR_VERSION", "MOTIONS", "PALETTE", "PRESETS", "SHAPES",
     "SIZES", "SPLITS", "SynthConfig", "Vocabulary", "open_vocabulary_config", "make_scene", "render_frames", "apply_lighting", "shape_mask",
-    "pick_codec", "write_video", "video_name", "generate_synthetic", "read_manifest", "ensure_synthetic",
+    "pick_codec", "write_video", "video_name", "generate_synthetic", "read_manifest", "ensure_synthetic", "scene_objects",
     "load_synthetic",
 ]
 
@@ -258,6 +258,32 @@ def generate_synthetic(
         raise
     logger.info("wrote %d synthetic videos to %s", len(jobs), out_dir)
     return out_dir
+
+
+def scene_objects(root: str | Path, key: str) -> list[dict[str, Any]]:
+    """Every object of the generated clip ``key`` (``synth_<split>_<index>.mp4``), drawn again from ``root``'s manifest.
+
+    The annotations keep the target's boxes only; an analysis of which object an answer boxed
+    (``stvg_lab.analysis.which_object``) needs the distractors' too. The clip's random stream is
+    its own (``[seed, split, index]``), so drawing the scene again gives the objects that were
+    rendered, without decoding. Returns, in drawing order, ``{"role": "target" | "distractor" |
+    "occluder", "attributes": {...}, "boxes": (N, 4) x1y1x2y2 source pixels clipped to the frame,
+    "visible": (N,) bool}`` for the clip's N source frames. ValueError names a key that is not a
+    generated clip's.
+    """
+    name = Path(key).name
+    parts = name.removesuffix(".mp4").split("_")
+    if len(parts) != 3 or parts[0] != "synth" or parts[1] not in SPLITS or not parts[2].isdigit() or not name.endswith(".mp4"):
+        raise ValueError(f"{key!r} is not a synthetic clip's name (synth_<split>_<index>.mp4)")
+    manifest = read_manifest(root)
+    cfg = SynthConfig.from_dict(manifest["config"])
+    scene = make_scene(cfg, parts[1], np.random.default_rng(_split_seed(manifest["seed"], parts[1], int(parts[2]))))
+    at = next(i for i, o in enumerate(scene["objects"]) if o is scene["target"])
+    return [
+        {"role": "target" if i == at else "distractor" if i < at else "occluder", "attributes": dict(o.attributes),
+         "boxes": _clipped(o.boxes(), cfg.width, cfg.height), "visible": np.asarray(o.visible, dtype=bool)}
+        for i, o in enumerate(scene["objects"])
+    ]
 
 
 def read_manifest(root: str | Path) -> dict[str, Any]:

@@ -1,6 +1,6 @@
 """Training recipes: every knob of an SFT or GRPO run in one dataclass, read from YAML and saved with the run.
 
-Four recipes ship in ``stvg_lab/recipes/``:
+Five recipes ship in ``stvg_lab/recipes/``:
 
 * ``paper.yaml``: the paper's §4 values (AdamW, lr 1e-6, weight decay 1e-2, global batch 128
   through gradient accumulation, 8 rollouts, λk = 0.5, 2 fps, longer side ≤ 336) for
@@ -9,6 +9,8 @@ Four recipes ship in ``stvg_lab/recipes/``:
   carries a comment saying which.
 * ``tiny_cpu.yaml``: what the randomly initialised stand-in (``stvg_lab.model.build_tiny_model``)
   needs on two CPU cores: a higher learning rate, a small batch, a few hundred steps.
+* ``tiny_cpu_polish.yaml``: more rounds of the same SFT at a third of the learning rate, which the shipped
+  SFT checkpoint ran after the curriculum (bench/make_shipped_sft.py, bench/LEARNING.md round 15).
 * ``tiny_cpu_grpo.yaml``: its GRPO stage with the paper's five rewards (what ``make demo`` runs).
 * ``tiny_cpu_grpo_metric.yaml``: the same stage with the test metric as the spatial reward, not
   the paper's (bench/LEARNING.md round 12).
@@ -474,7 +476,7 @@ def add_recipe_arguments(parser: argparse.ArgumentParser, stage: str) -> argpars
     """
     default = "tiny_cpu_grpo" if stage == "grpo" else "tiny_cpu"
     parser.add_argument("--recipe", default=default,
-                        help=f"a shipped recipe name (paper, tiny_cpu, tiny_cpu_grpo) or a YAML path (default: {default})")
+                        help=f"a shipped recipe name ({', '.join(recipe_names())}) or a YAML path (default: {default})")
     parser.add_argument("--out", default=None, help="run directory (default: the recipe's output_dir)")
     parser.add_argument("--data", default=None, help="dataset folder (default: the recipe's data)")
     if stage == "grpo":

@@ -1,11 +1,11 @@
 """The SFT checkpoint of the CPU stand-in that ships inside the package.
 
-    python bench/make_shipped_sft.py          # remakes it (the curriculum, ~1 h on one core) and replaces the shipped copy
+    python bench/make_shipped_sft.py          # remakes it (curriculum + polish, ~1.5 h on one core) and replaces the shipped copy
 
 Why ship one: a from-scratch stand-in reads the frames only after a curriculum (bench/curriculum.py,
-bench/LEARNING.md round 5: cell questions, text first, then 2 x 2,500 steps of the ``tiny_cpu`` SFT),
-longer than ``make demo`` should spend, so the demo starts GRPO and the ablations from this
-checkpoint. ``stvg-lab demo --from-scratch`` trains the ``tiny_cpu`` SFT alone from a fresh stand-in:
+bench/LEARNING.md round 5: cell questions, text first, then 3 x 2,500 steps of the ``tiny_cpu`` SFT) and
+its pred boxes only after more SFT at a lower rate (``tiny_cpu_polish`` rounds, round 15): longer than
+``make demo`` should spend, so the demo starts GRPO and the ablations from this checkpoint. ``stvg-lab demo --from-scratch`` trains the ``tiny_cpu`` SFT alone from a fresh stand-in:
 the same recipe without the reader stages, a model that learns the format and the sentence's prior. A checkpoint is only valid for the synthetic benchmark it was trained on:
 :func:`check_compatible` compares the generator version, config and seed recorded beside it
 (``provenance.json``) with the dataset's manifest and refuses a mismatch, naming the fields.
@@ -60,6 +60,22 @@ def provenance_differences(provenance: dict[str, Any], recipe: dict[str, Any]) -
     """
     skip = {"model"} if provenance.get("curriculum") else set()
     return [k for k in sft_recipe_differences(provenance["recipe"], recipe) if k not in skip]
+
+
+def stage_differences(provenance: dict[str, Any]) -> dict[str, list[str]]:
+    """Each SFT stage behind a shipped checkpoint against the shipped recipe it names, as that recipe is now.
+
+    ``{recipe name: differing fields}``: the last stage (``provenance["recipe"]``: ``tiny_cpu``, or
+    ``tiny_cpu_polish`` after polish rounds) and, after polish rounds, the curriculum's last SFT round
+    (``provenance["curriculum"]["recipe"]``, ``tiny_cpu``). A change to either YAML that changes SFT
+    must come with a retrained checkpoint.
+    """
+    from stvg_lab.train.recipe import load_recipe
+
+    stages = [provenance]
+    if provenance.get("polish"):
+        stages.append({"recipe": provenance["curriculum"]["recipe"], "curriculum": provenance["curriculum"]})
+    return {s["recipe"]["name"]: provenance_differences(s, load_recipe(s["recipe"]["name"]).to_dict()) for s in stages}
 
 
 def shipped_checkpoint(name: str = "tiny_cpu_sft") -> Path:
