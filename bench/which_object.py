@@ -14,36 +14,7 @@ bench/LEARNING.md round 15 has what it found.
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
-
-
-def predictions(folder: Path) -> dict[str, dict[int, list[float]]]:
-    """``{sample id: {sampled frame: pred box in model pixels}}`` from ``folder/predictions.jsonl`` (an unparsed answer: {})."""
-    out = {}
-    for i, line in enumerate((folder / "predictions.jsonl").read_text(encoding="utf-8").splitlines(), 1):
-        try:
-            p = json.loads(line)
-            out[p["id"]] = {int(k): b for k, b in (p.get("pred") or {}).items()} if not p.get("error") else {}
-        except (json.JSONDecodeError, KeyError, ValueError) as e:
-            raise SystemExit(f"{folder / 'predictions.jsonl'} line {i}: not a prediction row ({e})") from None
-    return out
-
-
-def rows_for(samples, preds: dict[str, dict[int, list[float]]], data: Path) -> list[dict]:
-    from stvg_lab.analysis.which_object import frame_rows
-    from stvg_lab.data.synth import scene_objects
-    from stvg_lab.video import model_frame_size, sample_frame_indices
-
-    rows = []
-    for s in samples:
-        if s.id not in preds:
-            raise SystemExit(f"no prediction for {s.id}: the folder is another split's or a partial run's")
-        frames = sample_frame_indices(s.num_frames, s.fps)  # sampled frame k -> source frame
-        span = {k: int(f) for k, f in enumerate(frames) if int(f) in s.tube}
-        mw, mh = model_frame_size(s.width, s.height)
-        rows += frame_rows(s.id, span, preds[s.id], scene_objects(data, s.extras["key"]), (mw / s.width, mh / s.height))
-    return rows
 
 
 def main() -> None:
@@ -53,8 +24,9 @@ def main() -> None:
     ap.add_argument("--split", default="test")
     args = ap.parse_args()
 
-    from stvg_lab.analysis.which_object import OUTCOMES, outcome_table
+    from stvg_lab.analysis.which_object import OUTCOMES, outcome_table, which_object_rows
     from stvg_lab.data.synth import ATTRIBUTES, load_synthetic
+    from stvg_lab.infer import read_predictions
 
     samples = load_synthetic(args.data, args.split)
     print(f"{args.data} {args.split}: {len(samples)} clips, {sum(s.extras['n_distractors'] > 0 for s in samples)} with distractors; "
@@ -66,7 +38,7 @@ def main() -> None:
         name, _, folder = spec.partition("=")
         if not folder:
             raise SystemExit(f"{spec!r}: give NAME=FOLDER")
-        rows = rows_for(samples, predictions(Path(folder)), args.data)
+        rows = which_object_rows(read_predictions(Path(folder) / "predictions.jsonl"), samples, args.data)
         tables[name] = rows
         for group, m in outcome_table(rows).items():
             label = "no distractor in view" if group is None else group

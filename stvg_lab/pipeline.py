@@ -209,6 +209,27 @@ def _counts_markdown(answers: dict[str, list]) -> str:
     return render_table(["model", "parsed", "consistent (Eq. 4)", "pred list short", "exact", "long", "boxes − span frames"], rows)
 
 
+def _which_object_markdown(answers: dict[str, list], test, data_dir: Path) -> str:
+    """Which object each model's greedy pred boxes land on (stvg_lab.analysis.which_object), % of span frames."""
+    from stvg_lab.analysis.tables import render_table
+    from stvg_lab.analysis.which_object import outcome_table, which_object_rows
+
+    def cells(t: dict, group: object, outcomes: tuple[str, ...]) -> list[str]:
+        m = t.get(group)
+        return [str(m["n"]), *(f"{100 * m[o]:.0f}" for o in outcomes)] if m else ["0", *("–" for _ in outcomes)]
+
+    rows = []
+    for name, predictions in answers.items():
+        frames = which_object_rows(predictions, test, data_dir)
+        in_view = outcome_table(frames, lambda r: r["differ"] is not None)
+        same_size = outcome_table([r for r in frames if r["differ"] is not None], lambda r: "size" not in r["differ"])
+        rows.append([name, *cells(in_view, True, ("target", "distractor", "none", "missing")),
+                     *cells(same_size, True, ("target", "distractor")), *cells(in_view, False, ("target", "none", "missing"))])
+    return render_table(["model", "frames with a distractor in view", "on the target", "on a distractor", "on no object", "no box",
+                         "of them, same-size distractor", "on the target", "on the distractor",
+                         "no distractor in view", "on the target", "on no object", "no box"], rows)
+
+
 def _scale_markdown(analysis) -> str:
     from stvg_lab.analysis.tables import render_table
 
@@ -306,6 +327,16 @@ def run_demo(cfg: DemoConfig) -> Path:
             "reward variant `count_penalty`).",
             "",
             _counts_markdown(answers),
+            "",
+            "## Which object do the boxes land on? (`stvg_lab.analysis.which_object`)",
+            "",
+            "Every object of each test clip drawn again from the benchmark's manifest; each greedy pred box of a "
+            "ground-truth span frame goes to the visible object it overlaps most (or to none, or the answer has no box "
+            "there). \"Same-size distractor\": the most confusable distractor in view has the target's size, so only "
+            "the colour, shape or motion word tells them apart (bench/LEARNING.md round 15: the stand-in uses the size "
+            "word alone). % of the frames counted in the column before.",
+            "",
+            _which_object_markdown(answers, test, cfg.data_dir),
             "",
             "## Reduced ablation grid (think reward, Tab. 6)",
             "",

@@ -80,35 +80,25 @@ def test_outcome_table_shares_sum_to_one_per_group():
     assert outcome_table([]) == {}
 
 
-def _bench():
-    import importlib.util
-    from pathlib import Path
-
-    spec = importlib.util.spec_from_file_location("bench_which_object", Path(__file__).resolve().parent.parent / "bench" / "which_object.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-def test_bench_script_scores_answers_that_box_the_target_as_all_target(tmp_path):
-    # predictions that copy the target's boxes (in model pixels) land on the target in every span frame
-    import json
-
+def test_which_object_rows_of_answers_that_copy_the_target_are_all_target(tmp_path):
+    # answers whose pred boxes are the target's (in model pixels) land on the target in every span frame;
+    # an unparsed answer's span frames are "missing"; a sample without an answer is named
+    from stvg_lab.analysis.which_object import which_object_rows
     from stvg_lab.data.synth import generate_synthetic, load_synthetic
     from stvg_lab.video import model_frame_size, sample_frame_indices
 
     data = generate_synthetic(tmp_path / "data", 1, 1, 3, seed=0, progress=False, workers=1)
-    bench = _bench()
-    lines = []
-    for s in load_synthetic(data, "test"):
+    test = load_synthetic(data, "test")
+    answers = []
+    for s in test:
         mw, mh = model_frame_size(s.width, s.height)
-        frames = sample_frame_indices(s.num_frames, s.fps)
-        pred = {str(k): [v * r for v, r in zip(s.tube[int(f)], (mw / s.width, mh / s.height) * 2)] for k, f in enumerate(frames) if int(f) in s.tube}
-        lines.append(json.dumps({"id": s.id, "pred": pred}))
-    (tmp_path / "run").mkdir()
-    (tmp_path / "run" / "predictions.jsonl").write_text("\n".join(lines) + "\n")
-    rows = bench.rows_for(load_synthetic(data, "test"), bench.predictions(tmp_path / "run"), data)
-    assert rows and {r["outcome"] for r in rows} == {"target"} and all(r["iou"] == pytest.approx(1.0) for r in rows)
-    (tmp_path / "run" / "predictions.jsonl").write_text(lines[0] + "\n{not json\n")
-    with pytest.raises(SystemExit, match=r"predictions.jsonl line 2: not a prediction row"):
-        bench.predictions(tmp_path / "run")
+        frames = [int(f) for f in sample_frame_indices(s.num_frames, s.fps)]
+        pred = {str(k): [v * r for v, r in zip(s.tube[f], (mw / s.width, mh / s.height) * 2)] for k, f in enumerate(frames) if f in s.tube}
+        answers.append({"id": s.id, "pred": pred, "frame_numbers": frames, "model_size": [mw, mh]})
+    rows = which_object_rows(answers, test, data)
+    assert len(rows) == sum(len([f for f in a["frame_numbers"] if f in s.tube]) for a, s in zip(answers, test))
+    assert {r["outcome"] for r in rows} == {"target"} and all(r["iou"] == pytest.approx(1.0) for r in rows)
+    answers[0] = {**answers[0], "pred": None, "error": "missing_tag"}
+    assert {r["outcome"] for r in which_object_rows(answers, test, data) if r["id"] == test[0].id} == {"missing"}
+    with pytest.raises(ValueError, match=rf"no prediction for sample '{test[1].id}'"):
+        which_object_rows(answers[:1], test, data)

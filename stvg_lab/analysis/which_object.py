@@ -20,7 +20,8 @@ from typing import Any, Callable, Iterable, Mapping, Sequence
 
 import numpy as np
 
-from stvg_lab.data.synth import ATTRIBUTES
+from stvg_lab.analysis.swap import prediction_field
+from stvg_lab.data.synth import ATTRIBUTES, scene_objects
 from stvg_lab.geometry import box_iou
 
 OUTCOMES = ("target", "distractor", "none", "missing")  # boxed the target, another object, no object, or wrote no box
@@ -90,6 +91,28 @@ def frame_rows(
         outcome = "none" if at is None else "target" if visible[at]["role"] == "target" else "distractor"
         t_box = np.asarray(target["boxes"][f], dtype=float) * [sx, sy, sx, sy]
         rows.append({**row, "outcome": outcome, "iou": float(box_iou(box, t_box))})
+    return rows
+
+
+def which_object_rows(predictions: Sequence[Any], samples: Sequence[Any], data_dir: Any) -> list[dict[str, Any]]:
+    """:func:`frame_rows` of every sample of a synthetic benchmark, from its greedy answers.
+
+    ``predictions``: :class:`~stvg_lab.infer.Prediction` objects or predictions.jsonl rows (their
+    ``pred`` boxes, ``frame_numbers`` and ``model_size``), one per sample; ``samples``: the split's
+    :func:`~stvg_lab.data.synth.load_synthetic` samples; ``data_dir``: the benchmark's folder, whose
+    manifest draws the scenes again. An unparsed answer gives its span frames the outcome ``missing``.
+    A sample without an answer is a ValueError naming it.
+    """
+    by_id = {prediction_field(p, "id"): p for p in predictions}
+    rows: list[dict[str, Any]] = []
+    for s in samples:
+        if s.id not in by_id:
+            raise ValueError(f"no prediction for sample {s.id!r}: the answers are another split's or a partial run's")
+        p = by_id[s.id]
+        mw, mh = prediction_field(p, "model_size")
+        span = {k: int(f) for k, f in enumerate(prediction_field(p, "frame_numbers")) if int(f) in s.tube}
+        pred = {int(k): b for k, b in (prediction_field(p, "pred") or {}).items()}
+        rows += frame_rows(s.id, span, pred, scene_objects(data_dir, s.extras["key"]), (mw / s.width, mh / s.height))
     return rows
 
 
