@@ -117,12 +117,15 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--data", default="data/synthetic")
     ap.add_argument("--root", default=None, help="the curriculum's folder (default bench/out/curriculum/seed<k>_synthetic)")
-    ap.add_argument("--polish-rounds", type=int, default=POLISH_ROUNDS, help="tiny_cpu_polish rounds after the curriculum (0: none)")
+    ap.add_argument("--polish-rounds", type=int, default=None, help=f"tiny_cpu_polish rounds after the curriculum (default {POLISH_ROUNDS}; 0: none)")
     ap.add_argument("--from-run", default=None, help="export this finished plain SFT run directory instead")
     ap.add_argument("--dest", default=None, help="default: the package's shipped checkpoint folder")
     ap.add_argument("--note", default=None, help="free text kept in provenance.json")
     args = ap.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    if args.from_run and args.polish_rounds:
+        ap.error("--polish-rounds follows the curriculum; --from-run exports a finished run as it is")
+    rounds = POLISH_ROUNDS if args.polish_rounds is None else args.polish_rounds
 
     from stvg_lab.data.synth import ensure_synthetic
     from stvg_lab.train.logging import read_log
@@ -145,7 +148,7 @@ def main() -> None:
         curriculum = curriculum_record(root)
         run_dir = root / curriculum["sft_stage"]
         command = (f"{prefix}curriculum.py --seed {shipped.seed} --data {args.data} --root {root} --min-sft {MIN_SFT_ROUNDS}"
-                   f" && {prefix}make_shipped_sft.py --root {root} --polish-rounds {args.polish_rounds}")
+                   f" && {prefix}make_shipped_sft.py --root {root} --polish-rounds {rounds}")
     used = load_recipe(run_dir / "recipe.yaml")
     diff = provenance_differences({"recipe": used.to_dict(), "curriculum": curriculum}, shipped.to_dict())
     if diff:
@@ -153,13 +156,14 @@ def main() -> None:
     if curriculum is not None:
         curriculum["recipe"] = used.to_dict()
         curriculum["val"] = val_metrics(run_dir / "final", args.data, run_dir / "val50")
-        if args.polish_rounds:
-            polished = polish(root, run_dir / "final", args.polish_rounds, args.data, shipped.seed)
+        if rounds:
+            polished = polish(root, run_dir / "final", rounds, args.data, shipped.seed)
             run_dir = Path(polished[-1]["dir"])
     losses = [r["loss"] for r in read_log(run_dir) if "loss" in r]
     extra = {"command": command, "final_loss": losses[-1] if losses else None, "curriculum": curriculum, "polish": polished, "note": args.note}
     dest = export_checkpoint(run_dir / "final", args.data, args.dest or SHIPPED_DIR / "tiny_cpu_sft", extra)
     logging.getLogger("ship").info("shipped %s (%s)", dest, json.dumps(extra))
+
 
 if __name__ == "__main__":
     main()

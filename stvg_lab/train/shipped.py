@@ -5,8 +5,10 @@
 Why ship one: a from-scratch stand-in reads the frames only after a curriculum (bench/curriculum.py,
 bench/LEARNING.md round 5: cell questions, text first, then 3 x 2,500 steps of the ``tiny_cpu`` SFT) and
 its pred boxes only after more SFT at a lower rate (``tiny_cpu_polish`` rounds, round 15): longer than
-``make demo`` should spend, so the demo starts GRPO and the ablations from this checkpoint. ``stvg-lab demo --from-scratch`` trains the ``tiny_cpu`` SFT alone from a fresh stand-in:
-the same recipe without the reader stages, a model that learns the format and the sentence's prior. A checkpoint is only valid for the synthetic benchmark it was trained on:
+``make demo`` should spend, so the demo starts GRPO and the ablations from this checkpoint.
+``stvg-lab demo --from-scratch`` trains the ``tiny_cpu`` SFT alone from a fresh stand-in: the same
+recipe without the reader stages or the polish, a model that learns the format and the sentence's
+prior. A checkpoint is only valid for the synthetic benchmark it was trained on:
 :func:`check_compatible` compares the generator version, config and seed recorded beside it
 (``provenance.json``) with the dataset's manifest and refuses a mismatch, naming the fields.
 Split sizes may differ: every clip is drawn from its own seeded stream, so a 300-clip train split
