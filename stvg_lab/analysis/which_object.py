@@ -45,17 +45,22 @@ def difference(target: Mapping[str, str], distractor: Mapping[str, str]) -> str:
     The generator never makes a distractor that agrees on every attribute the sentence names
     (``synth_scene._distractor_attributes``), so an empty difference is an error.
     """
-    differ = [a for a in ATTRIBUTES if target.get(a) != distractor.get(a)]
+    differ = _differing(target, distractor)
     if not differ:
         raise ValueError(f"a distractor with the target's attributes {dict(target)}: not a generated scene")
     return differ[0] if len(differ) == 1 else "2+"
+
+
+def _differing(target: Mapping[str, str], other: Mapping[str, str]) -> tuple[str, ...]:
+    """The attributes ``other`` differs from ``target`` in, in ``ATTRIBUTES`` order."""
+    return tuple(a for a in ATTRIBUTES if target.get(a) != other.get(a))
 
 
 def _closest(target: Mapping[str, str], others: Sequence[Mapping[str, str]]) -> Mapping[str, str] | None:
     """The most confusable of ``others``: the fewest attributes differ from ``target`` (the first on ties); None without others."""
     if not others:
         return None
-    return others[int(np.argmin([sum(target.get(a) != o.get(a) for a in ATTRIBUTES) for o in others]))]
+    return others[int(np.argmin([len(_differing(target, o)) for o in others]))]
 
 
 def frame_rows(
@@ -81,7 +86,7 @@ def frame_rows(
         visible = [o for o in objects if o["visible"][f]]
         closest = _closest(target["attributes"], [o["attributes"] for o in visible if o["role"] != "target"])
         row = {"id": sample_id, "frame": k, "differs": None if closest is None else difference(target["attributes"], closest),
-               "differ": None if closest is None else tuple(a for a in ATTRIBUTES if target["attributes"].get(a) != closest.get(a))}
+               "differ": None if closest is None else _differing(target["attributes"], closest)}
         box = pred.get(k)
         if box is None:
             rows.append({**row, "outcome": "missing", "iou": 0.0})
