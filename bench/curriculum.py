@@ -179,13 +179,14 @@ def parse_onsets(items: list[str]) -> dict[str, float]:
 def evaluate(checkpoint: Path, data: Path, out: Path, n_test: int, fmt: str = "compact") -> dict:
     """Test metrics (pred and think tubes, baselines) and the reliance control of one checkpoint, in answer format ``fmt``."""
     from stvg_lab.analysis.reliance import grounding_rows, segment_gaps, video_reliance
+    from stvg_lab.checkpoints import written_after
     from stvg_lab.data.synth import load_synthetic
     from stvg_lab.evaluate import evaluate_model
     from stvg_lab.model import load_model
 
     # eval/<stage>.json: a second result file (another --grpo-name) reuses it, unless the stage was retrained since
     done = out.with_suffix(".json")
-    fresh = done.is_file() and done.stat().st_mtime > (checkpoint / "model.safetensors").stat().st_mtime
+    fresh = written_after(done, checkpoint)
     if fresh and json.loads(done.read_text(encoding="utf-8")).get("n_test") == n_test:
         return json.loads(done.read_text(encoding="utf-8"))["metrics"]
     train, test, val = (load_synthetic(data, split) for split in ("train", "test", "val"))

@@ -78,13 +78,14 @@ def score(checkpoint: Path, out: Path, data: Path, n_test: int, temperature: flo
     """
     from stvg_lab.analysis.counts import box_counts
     from stvg_lab.analysis.swap import swap_control
+    from stvg_lab.checkpoints import written_after
     from stvg_lab.data.synth import load_synthetic
     from stvg_lab.evaluate import score_predictions
     from stvg_lab.train.recipe import trained_answer_format
 
     fmt = trained_answer_format(checkpoint, "compact")  # the prompt and answers it was trained on
     done = out / "score.json"
-    if done.is_file() and done.stat().st_mtime > (checkpoint / "model.safetensors").stat().st_mtime:
+    if written_after(done, checkpoint):
         cached = json.loads(done.read_text(encoding="utf-8"))
         if cached["n_test"] == n_test:
             if not {"swap", "counts", "span_control"} <= set(cached):  # scored before these existed: they need only the saved answers

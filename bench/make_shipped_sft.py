@@ -68,12 +68,13 @@ def curriculum_record(root: Path) -> dict:
 
 def val_metrics(checkpoint: Path, data: str | Path, out: Path) -> dict:
     """Greedy parse rate and pred m_tIoU / m_vIoU / vIoU@0.3 of ``checkpoint`` on the first :data:`N_VAL` val clips (cached in ``out``)."""
+    from stvg_lab.checkpoints import written_after
     from stvg_lab.data.synth import load_synthetic
     from stvg_lab.evaluate import evaluate_model
     from stvg_lab.train.recipe import trained_answer_format
 
     done = out / "metrics.json"
-    if done.is_file() and done.stat().st_mtime > (checkpoint / "model.safetensors").stat().st_mtime:
+    if written_after(done, checkpoint):
         m = json.loads(done.read_text(encoding="utf-8"))
     else:
         val = load_synthetic(data, "val")[:N_VAL]

@@ -39,3 +39,12 @@ def checkpoint_fingerprint(checkpoint: str | Path) -> str:
                 f.seek(size - _FINGERPRINT_END_BYTES)
                 digest.update(f.read(_FINGERPRINT_END_BYTES))
     return digest.hexdigest()[:16]
+
+
+def written_after(result: str | Path, checkpoint: str | Path) -> bool:
+    """Whether the file ``result`` exists and was written after ``checkpoint``'s weights (``model.safetensors``).
+
+    The bench scripts' caches of a checkpoint's scores: a result older than the weights scored other weights.
+    """
+    result = Path(result)
+    return result.is_file() and result.stat().st_mtime > (Path(checkpoint) / "model.safetensors").stat().st_mtime

@@ -47,3 +47,19 @@ def test_large_files_count_by_their_ends(tmp_path, monkeypatch):
 def test_a_missing_folder_is_named(tmp_path):
     with pytest.raises(FileNotFoundError, match="nope"):
         checkpoint_fingerprint(tmp_path / "nope")
+
+
+def test_written_after_compares_a_result_with_the_weights(tmp_path):
+    import os
+
+    from stvg_lab.checkpoints import written_after
+
+    (tmp_path / "ck").mkdir()
+    (tmp_path / "ck" / "model.safetensors").write_bytes(b"w")
+    os.utime(tmp_path / "ck" / "model.safetensors", (100, 100))
+    assert not written_after(tmp_path / "score.json", tmp_path / "ck")  # no result yet
+    (tmp_path / "score.json").write_text("{}")
+    os.utime(tmp_path / "score.json", (200, 200))
+    assert written_after(tmp_path / "score.json", tmp_path / "ck")
+    os.utime(tmp_path / "ck" / "model.safetensors", (300, 300))  # weights retrained since: the result is stale
+    assert not written_after(tmp_path / "score.json", tmp_path / "ck")
