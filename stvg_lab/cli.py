@@ -18,6 +18,8 @@ import sys
 from pathlib import Path
 from typing import Callable, Sequence
 
+from stvg_lab.data.synth_config import PRESETS
+
 Command = Callable[[argparse.Namespace], int]
 
 
@@ -40,13 +42,15 @@ def _data_synth(args: argparse.Namespace) -> int:
 
 def _evaluate(args: argparse.Namespace) -> int:
     from stvg_lab.evaluate import evaluate_command
+    from stvg_lab.train.recipe import trained_answer_format
 
     report = evaluate_command(
         args.model,
         args.data,
         split=args.split,
         out=args.out,
-        fmt=args.format,
+        # a checkpoint asked in a format it was never trained on answers nothing parseable
+        fmt=args.format or trained_answer_format(args.model, "paper"),
         backend=args.backend,
         max_samples=args.max_samples,
         batch_size=args.batch_size,
@@ -109,7 +113,9 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--data", default="data/synthetic", help="dataset folder (layouts in data/README.md)")
     ev.add_argument("--split", default="test")
     ev.add_argument("--out", default="runs/eval")
-    ev.add_argument("--format", default="paper", help="answer format: paper, compact, no_think, compact_no_think")
+    ev.add_argument("--format", default=None,
+                    help="answer format: paper, compact, no_think, compact_no_think, ... (default: the one --model was trained "
+                         "to write, from the recipe.yaml saved with it; else paper)")
     ev.add_argument("--backend", default="hf", choices=["hf", "vllm"])
     ev.add_argument("--max-samples", type=int, default=None)
     ev.add_argument("--batch-size", type=int, default=4, help="1 gives Table 9's per-sample latency")
@@ -131,9 +137,10 @@ def build_parser() -> argparse.ArgumentParser:
     synth.add_argument("--n-val", type=int, default=50)
     synth.add_argument("--n-test", type=int, default=100)
     synth.add_argument("--seed", type=int, default=0)
-    synth.add_argument("--preset", default="default", choices=["default", "hard", "spread"],
+    synth.add_argument("--preset", default="default", choices=list(PRESETS),
                        help="default: the benchmark the CPU stand-in learns; hard: 224 px, 7 s, move events, occluders, flat lighting; "
-                            "spread: the default with objects kept off the centre quarter (no constant box scores well)")
+                            "spread: the default with objects kept off the centre quarter (no constant box scores well); "
+                            "one_attribute: the default with 1-2 distractors, each differing from the target in one attribute only")
     synth.add_argument("--overwrite", action="store_true", help="replace an existing dataset folder")
     synth.set_defaults(func=_data_synth)
     return parser

@@ -427,6 +427,30 @@ def test_load_split_and_command(tiny, synth, tmp_path, monkeypatch):
     assert (tmp_path / "eval" / METRICS_FILE).is_file()
 
 
+def test_cli_evaluate_asks_in_the_format_the_checkpoint_was_trained_on(tiny, synth, tmp_path):
+    """No --format: the recipe.yaml saved with the weights decides (a compact-trained model asked in the
+    paper's format answers nothing parseable); no recipe.yaml: the paper's; --format wins over both."""
+    from stvg_lab import cli
+    from stvg_lab.train.recipe import load_recipe
+
+    ckpt = tmp_path / "ckpt"
+    shutil.copytree(tiny[0], ckpt)
+    cases = [  # (recipe.yaml's answer_format or None for none, --format, format asked)
+        (None, None, "paper"),
+        ("compact", None, "compact"),
+        ("compact", "no_think", "no_think"),
+    ]
+    for saved, flag, expected in cases:
+        (ckpt / "recipe.yaml").unlink(missing_ok=True)
+        if saved:
+            load_recipe("tiny_cpu", answer_format=saved).save(ckpt / "recipe.yaml")
+        out = tmp_path / f"eval_{saved}_{flag}"
+        argv = ["evaluate", "--model", str(ckpt), "--data", str(synth), "--out", str(out), "--max-samples", "1", "--max-new-tokens", "4",
+                "--train-split", "none"] + (["--format", flag] if flag else [])
+        assert cli.main(argv) == 0
+        assert json.loads((out / METRICS_FILE).read_text())["format"] == expected, (saved, flag)
+
+
 
 
 @pytest.mark.skipif(importlib.util.find_spec("vllm") is None or not torch.cuda.is_available(), reason="needs vLLM and CUDA")

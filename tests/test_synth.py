@@ -411,6 +411,21 @@ def test_spread_preset_and_max_centre_share_validation():
         SynthConfig(max_centre_share=1.5)
 
 
+def test_one_attribute_preset_distractors_differ_in_exactly_one_attribute():
+    scenes = _scenes(PRESETS["one_attribute"], "train", 80)
+    differing = []
+    for s in scenes:
+        target, distractors = s["meta"]["attributes"], s["meta"]["distractors"]
+        assert 1 <= len(distractors) <= 2
+        for d in distractors:
+            diff = [a for a in ATTRIBUTES if d[a] != target[a]]
+            assert len(diff) == 1, (target, d)
+            differing += diff
+    # each attribute is the odd one out for some distractors; size for about a quarter only
+    assert set(differing) == set(ATTRIBUTES)
+    assert differing.count("size") < 0.4 * len(differing)
+
+
 def test_full_config_fills_fields_an_older_manifest_lacks():
     from stvg_lab.data.synth_config import full_config
 

@@ -202,6 +202,10 @@ PRESETS: dict[str, SynthConfig] = {
     # the default with objects kept off the centre quarter, so that no constant box scores well
     # (bench/LEARNING.md round 8)
     "spread": SynthConfig(max_centre_share=0.0),
+    # the default with 1-2 distractors that each differ from the target in one named attribute only
+    # (a quarter each: size, colour, shape, motion), so three quarters of the clips cannot be solved
+    # by the size word, which is all the shipped stand-in binds (bench/LEARNING.md rounds 15-16)
+    "one_attribute": SynthConfig(n_distractors=(1, 2), shared_weights=(0.0, 0.0, 0.0, 1.0)),
 }
 
 
