@@ -31,7 +31,7 @@ def main() -> None:
     samples = load_synthetic(args.data, args.split)
     print(f"{args.data} {args.split}: {len(samples)} clips, {sum(s.extras['n_distractors'] > 0 for s in samples)} with distractors; "
           "% of span frames (sampled) whose pred box overlaps most ... ; IoU with the target\n")
-    print("| model | distractor in view differs in | frames | " + " | ".join(OUTCOMES) + " | IoU |")
+    print("| model | distractor in view differs in | frames (clips) | " + " | ".join(OUTCOMES) + " | IoU |")
     print("|---|---|---:|" + "---:|" * (len(OUTCOMES) + 1))
     tables = {}
     for spec in args.runs:
@@ -42,9 +42,9 @@ def main() -> None:
         tables[name] = rows
         for group, m in outcome_table(rows).items():
             label = "no distractor in view" if group is None else group
-            print(f"| {name} | {label} | {m['n']} | " + " | ".join(f"{100 * m[o]:.0f}" for o in OUTCOMES) + f" | {100 * m['iou']:.1f} |")
+            print(f"| {name} | {label} | {m['n']} ({m['clips']}) | " + " | ".join(f"{100 * m[o]:.0f}" for o in OUTCOMES) + f" | {100 * m['iou']:.1f} |")
     # each attribute alone: the frames with a distractor in view, split by whether it differs in that attribute
-    print("\nFrames with a distractor in view: % boxed on the target / on a distractor, when the most confusable one differs in the attribute / shares it\n")
+    print("\nFrames with a distractor in view: % boxed on the target / on a distractor, when the most confusable one differs in the attribute / shares it (frames, clips)\n")
     print("| model | " + " | ".join(f"{a}: differs | shared" for a in ATTRIBUTES) + " |")
     print("|---|" + "---:|---:|" * len(ATTRIBUTES))
     for name, rows in tables.items():
@@ -52,7 +52,7 @@ def main() -> None:
         cells = []
         for a in ATTRIBUTES:
             t = outcome_table(seen, lambda r, a=a: a in r["differ"])
-            cells += [f"{100 * t[v]['target']:.0f} / {100 * t[v]['distractor']:.0f} ({t[v]['n']})" if v in t else "–" for v in (True, False)]
+            cells += [f"{100 * t[v]['target']:.0f} / {100 * t[v]['distractor']:.0f} ({t[v]['n']}, {t[v]['clips']})" if v in t else "–" for v in (True, False)]
         print(f"| {name} | " + " | ".join(cells) + " |")
 
 

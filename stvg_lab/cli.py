@@ -139,7 +139,7 @@ def build_parser() -> argparse.ArgumentParser:
     synth.add_argument("--seed", type=int, default=0)
     synth.add_argument("--preset", default="default", choices=list(PRESETS),
                        help="default: the benchmark the CPU stand-in learns; hard: 224 px, 7 s, move events, occluders, flat lighting; "
-                            "spread: the default with objects kept off the centre quarter (no constant box scores well); "
+                            "spread: the default with objects kept off the centre quarter (no constant box scores well); colour_only: sentences naming only the colour, distractors differing only in it; "
                             "one_attribute: the default with 1-2 distractors, each differing from the target in one attribute only")
     synth.add_argument("--overwrite", action="store_true", help="replace an existing dataset folder")
     synth.set_defaults(func=_data_synth)

@@ -216,7 +216,7 @@ def _which_object_markdown(answers: dict[str, list], test, data_dir: Path) -> st
 
     def cells(t: dict, group: object, outcomes: tuple[str, ...]) -> list[str]:
         m = t.get(group)
-        return [str(m["n"]), *(f"{100 * m[o]:.0f}" for o in outcomes)] if m else ["0", *("–" for _ in outcomes)]
+        return [f"{m['n']} ({m['clips']})", *(f"{100 * m[o]:.0f}" for o in outcomes)] if m else ["0 (0)", *("–" for _ in outcomes)]
 
     rows = []
     for name, predictions in answers.items():
@@ -225,7 +225,7 @@ def _which_object_markdown(answers: dict[str, list], test, data_dir: Path) -> st
         same_size = outcome_table([r for r in frames if r["differ"] is not None], lambda r: "size" not in r["differ"])
         rows.append([name, *cells(in_view, True, ("target", "distractor", "none", "missing")),
                      *cells(same_size, True, ("target", "distractor")), *cells(in_view, False, ("target", "none", "missing"))])
-    return render_table(["model", "frames with a distractor in view", "on the target", "on a distractor", "on no object", "no box",
+    return render_table(["model", "frames (clips) with a distractor in view", "on the target", "on a distractor", "on no object", "no box",
                          "of them, same-size distractor", "on the target", "on the distractor",
                          "no distractor in view", "on the target", "on no object", "no box"], rows)
 

@@ -28,7 +28,7 @@ def test_quick_demo_writes_the_report_and_a_rerun_is_cached(tmp_path):
     counts = text.split("Do the box lists fit their span?")[1].split("## ")[0]
     assert "| consistent (Eq. 4) |" in counts and all(f"| {m} |" in counts for m in ("SFT", "SFT + GRPO"))
     which = text.split("Which object do the boxes land on?")[1].split("## ")[0]
-    assert "| frames with a distractor in view | on the target |" in which and all(f"| {m} |" in which for m in ("SFT", "SFT + GRPO"))
+    assert "| frames (clips) with a distractor in view | on the target |" in which and all(f"| {m} |" in which for m in ("SFT", "SFT + GRPO"))
     made_on = next(line for line in text.splitlines() if line.startswith("Made on"))  # where the GRPO run trained
     assert f"torch {torch.__version__}" in made_on and torch.backends.cpu.get_cpu_capability() in made_on
     assert (cfg.out_dir / "object_scale.png").stat().st_size > 0

@@ -8,7 +8,15 @@ import numpy as np
 import pytest
 import torch
 
-from stvg_lab.analysis.reliance import ANSWER_SEGMENTS, answer_segments, grounding_rows, segment_gaps, swap_gap, video_reliance
+from stvg_lab.analysis.reliance import (
+    ANSWER_SEGMENTS,
+    answer_segments,
+    grounding_rows,
+    prompt_segment_gaps,
+    segment_gaps,
+    swap_gap,
+    video_reliance,
+)
 from stvg_lab.data.synth import generate_synthetic, load_synthetic
 from stvg_lab.model import build_tiny_model, load_model
 
@@ -142,3 +150,16 @@ def test_segment_gaps_with_identical_videos_are_zero(tiny_and_samples):
     assert all(v["gap"] == 0.0 for v in segment_gaps(model, processor, rows).values())
     with pytest.raises(ValueError, match="at least 2"):
         segment_gaps(model, processor, rows[:1])
+
+
+def test_prompt_segment_gaps_keep_the_frames_and_swap_the_prompt(tiny_and_samples):
+    model, processor, samples = tiny_and_samples
+    rows = grounding_rows(samples, "compact")
+    same = prompt_segment_gaps(model, processor, rows, [p for _, p, _ in rows])
+    assert same and all(v["gap"] == 0.0 and v["n"] > 0 for v in same.values())  # the same prompt: nothing changes
+    # another sentence in the prompt reaches the digits of a random model; the frames are the rows' own
+    other = prompt_segment_gaps(model, processor, rows, [p.replace(s.query, "the tiny purple blob") for (_, p, _), s in zip(rows, samples)])
+    assert set(other) == set(same) and any(v["gap"] != 0.0 for v in other.values())
+    assert all(other[k]["own"] == same[k]["own"] and other[k]["n"] == same[k]["n"] for k in same)
+    with pytest.raises(ValueError, match="3 rows but 2 decoy prompts"):
+        prompt_segment_gaps(model, processor, rows, ["a", "b"])

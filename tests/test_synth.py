@@ -416,14 +416,45 @@ def test_one_attribute_preset_distractors_differ_in_exactly_one_attribute():
     differing = []
     for s in scenes:
         target, distractors = s["meta"]["attributes"], s["meta"]["distractors"]
-        assert 1 <= len(distractors) <= 2
+        assert len(distractors) <= 2
         for d in distractors:
             diff = [a for a in ATTRIBUTES if d[a] != target[a]]
             assert len(diff) == 1, (target, d)
             differing += diff
+    assert sum(bool(s["meta"]["distractors"]) for s in scenes) >= 0.9 * len(scenes)  # 1-2 asked for; one with no free place is left out
     # each attribute is the odd one out for some distractors; size for about a quarter only
     assert set(differing) == set(ATTRIBUTES)
     assert differing.count("size") < 0.4 * len(differing)
+
+
+def test_query_text_is_the_generators_sentence_and_names_a_distractor_with_one_word_changed():
+    from stvg_lab.data.synth import query_text
+
+    for cfg in (SynthConfig(), PRESETS["one_attribute"], PRESETS["colour_only"]):
+        for s in _scenes(cfg, "train", 30):
+            m = s["meta"]
+            assert query_text(cfg, m["template"], m["attributes"], m["event"]) == s["query"]
+    # (template, target, distractor, event) -> the distractor's sentence
+    cfg = SynthConfig()
+    red = {"size": "large", "colour": "red", "shape": "circle", "motion": "left"}
+    cases = [
+        (0, red, {**red, "colour": "blue"}, "appear", "the large blue circle that moves left"),
+        (1, red, {**red, "size": "small"}, "appear", "find the small red circle that moves left"),
+        (0, red, {**red, "motion": "still"}, "cross", "the large red circle that stays still"),  # still: no crossing phrase
+        (0, red, {**red, "motion": "up"}, "cross", "the large red circle that crosses the frame from bottom to top"),
+    ]
+    for template, _, distractor, event, expected in cases:
+        assert query_text(cfg, template, distractor, event) == expected
+
+
+def test_colour_only_preset_names_the_colour_alone_and_its_distractors_differ_in_it_alone():
+    scenes = _scenes(PRESETS["colour_only"], "train", 40)
+    for s in scenes:
+        target, distractors = s["meta"]["attributes"], s["meta"]["distractors"]
+        assert s["query"] in (f"the {target['colour']} shape", f"find the {target['colour']} shape")
+        assert all([a for a in ATTRIBUTES if d[a] != target[a]] == ["colour"] for d in distractors)
+    # one or two asked for; a distractor that finds no free place in 20 draws is left out
+    assert sum(bool(s["meta"]["distractors"]) for s in scenes) >= 0.9 * len(scenes)
 
 
 def test_full_config_fills_fields_an_older_manifest_lacks():

@@ -70,12 +70,13 @@ def test_frame_rows_give_each_span_frame_an_outcome():
 
 
 def test_outcome_table_shares_sum_to_one_per_group():
-    rows = [{"differs": "colour", "outcome": "target", "iou": 0.8}, {"differs": "colour", "outcome": "distractor", "iou": 0.0},
-            {"differs": None, "outcome": "missing", "iou": 0.0}, {"differs": "2+", "outcome": "none", "iou": 0.2}]
+    rows = [{"id": "a", "differs": "colour", "outcome": "target", "iou": 0.8}, {"id": "a", "differs": "colour", "outcome": "distractor", "iou": 0.0},
+            {"id": "b", "differs": None, "outcome": "missing", "iou": 0.0}, {"id": "c", "differs": "2+", "outcome": "none", "iou": 0.2}]
     table = outcome_table(rows)
     assert list(table) == ["2+", "colour", None, "all"]
-    assert table["colour"] == {"n": 2, "target": 0.5, "distractor": 0.5, "none": 0.0, "missing": 0.0, "iou": 0.4}
-    assert table["all"]["n"] == 4 and table["all"]["iou"] == pytest.approx(0.25)
+    # two frames of one clip
+    assert table["colour"] == {"n": 2, "clips": 1, "target": 0.5, "distractor": 0.5, "none": 0.0, "missing": 0.0, "iou": 0.4}
+    assert (table["all"]["n"], table["all"]["clips"]) == (4, 3) and table["all"]["iou"] == pytest.approx(0.25)
     assert outcome_table(rows, lambda r: r["iou"] > 0)[True]["n"] == 2
     assert outcome_table([]) == {}
 

@@ -165,28 +165,60 @@ def segment_gaps(
     row per forward. Returns ``{segment: {"own", "swapped", "gap", "n"}}`` for the segments that
     occur (``n``: digit tokens). A token counts for the segment of its first digit.
     """
+    names, frames, decoys = _own_and_decoy_frames(rows, names, "segment_gaps")
+    pairs = [(answer, (frames[i], prompt), (decoys[i], prompt)) for i, (_, prompt, answer) in enumerate(rows)]
+    return _paired_segment_gaps(model, processor, pairs, fps, names, "segment_gaps")
+
+
+def prompt_segment_gaps(
+    model: Any,
+    processor: Any,
+    rows: Sequence[tuple[Any, str, str]],
+    decoy_prompts: Sequence[str],
+    *,
+    fps: float = 2.0,
+    names: Sequence[str] | None = None,
+) -> dict[str, dict[str, float]]:
+    """:func:`segment_gaps` with the frames kept and the prompt swapped: each row's answer under its own prompt vs ``decoy_prompts[i]``.
+
+    Why: the video control asks whether an answer reads the pixels; this one asks whether it reads a
+    word of the sentence (``stvg_lab.analysis.word_reliance`` swaps one attribute word for a
+    distractor's). Same return as :func:`segment_gaps` (``swapped``: the decoy prompt's NLL).
+    """
+    if len(decoy_prompts) != len(rows):
+        raise ValueError(f"prompt_segment_gaps: {len(rows)} rows but {len(decoy_prompts)} decoy prompts")
+    names = list(names) if names is not None else [f"row {i}" for i in range(len(rows))]
+    pairs = [(answer, (frames, prompt), (frames, decoy)) for (frames, prompt, answer), decoy in zip(rows, decoy_prompts)]
+    return _paired_segment_gaps(model, processor, pairs, fps, names, "prompt_segment_gaps")
+
+
+def _paired_segment_gaps(
+    model: Any, processor: Any, pairs: Sequence[tuple[str, tuple[Any, str], tuple[Any, str]]], fps: float, names: Sequence[str], caller: str,
+) -> dict[str, dict[str, float]]:
+    """Per-segment mean NLL of each pair's answer given its first ``(frames, prompt)`` ("own") and its second ("swapped")."""
     import torch
 
     from stvg_lab.model import build_model_inputs
 
-    names, frames, decoys = _own_and_decoy_frames(rows, names, "segment_gaps")
     tokenizer = processor.tokenizer
-    sums: dict[str, list[float]] = {}
+    sums: dict[str, list[tuple[float, float]]] = {}
     was_training = model.training
     model.eval()
     try:
         with torch.no_grad():
-            for i, (_, prompt, answer) in enumerate(rows):
-                nll = []
-                for video in (frames[i], decoys[i]):
+            for i, (answer, *inputs_pair) in enumerate(pairs):
+                nll, answer_ids = [], []
+                for video, prompt in inputs_pair:
                     inputs = {k: v.to(model.device) for k, v in build_model_inputs(processor, video, prompt, answer, fps=fps).items()}
                     logits = model(**inputs).logits[0, :-1]  # (L-1, V): token j+1 predicted at j
                     labels = inputs["labels"][0, 1:]
-                    keep = labels != -100  # the same answer tokens with either video
+                    keep = labels != -100  # the answer's tokens: the same with either input
                     nll.append(torch.nn.functional.cross_entropy(logits[keep].float(), labels[keep], reduction="none").tolist())
-                ids = labels[keep].tolist()
+                    answer_ids.append(labels[keep].tolist())
+                if answer_ids[0] != answer_ids[1]:
+                    raise ValueError(f"{caller}: {names[i]}: the answer tokenises differently after the two inputs")
                 segments, pos = answer_segments(answer), 0
-                for j, token in enumerate(ids):
+                for j, token in enumerate(answer_ids[0]):
                     piece = tokenizer.decode([token])
                     if answer[pos : pos + len(piece)] != piece:
                         break  # past the answer: <|im_end|> and its newline
@@ -195,7 +227,7 @@ def segment_gaps(
                     if segment is not None:
                         sums.setdefault(segment, []).append((nll[0][j], nll[1][j]))
                 if pos != len(answer):
-                    raise ValueError(f"segment_gaps: {names[i]}: the answer's tokens do not decode back to it (stopped at character {pos})")
+                    raise ValueError(f"{caller}: {names[i]}: the answer's tokens do not decode back to it (stopped at character {pos})")
     finally:
         model.train(was_training)
     out = {}

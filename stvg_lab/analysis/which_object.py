@@ -122,8 +122,10 @@ def which_object_rows(predictions: Sequence[Any], samples: Sequence[Any], data_d
 
 
 def outcome_table(rows: Iterable[Mapping[str, Any]], by: str | Callable[[Mapping[str, Any]], Any] = "differs") -> dict[Any, dict[str, float]]:
-    """``{group: {"n", "target", "distractor", "none", "missing", "iou"}}``: each outcome's share of the group's frames and their mean IoU.
+    """``{group: {"n", "clips", "target", "distractor", "none", "missing", "iou"}}``: each outcome's share of the group's frames and their mean IoU.
 
+    ``n`` counts the group's frames and ``clips`` the clips they come from (rows' ``id``): a clip's frames
+    are not independent (one answer writes them all), so a share over few clips is a few answers' worth.
     Groups are the values of ``row[by]`` (or ``by(row)``) in sorted order (None last), then ``"all"``.
     """
     key = by if callable(by) else (lambda row: row[by])
@@ -132,5 +134,5 @@ def outcome_table(rows: Iterable[Mapping[str, Any]], by: str | Callable[[Mapping
         groups.setdefault(key(row), []).append(row)
         groups.setdefault("all", []).append(row)
     order = sorted((g for g in groups if g != "all"), key=lambda v: (v is None, str(v))) + (["all"] if groups else [])
-    return {g: {"n": len(groups[g]), **{o: sum(r["outcome"] == o for r in groups[g]) / len(groups[g]) for o in OUTCOMES},
+    return {g: {"n": len(groups[g]), "clips": len({r["id"] for r in groups[g]}), **{o: sum(r["outcome"] == o for r in groups[g]) / len(groups[g]) for o in OUTCOMES},
                 "iou": sum(r["iou"] for r in groups[g]) / len(groups[g])} for g in order}

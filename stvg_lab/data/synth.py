@@ -70,13 +70,13 @@ from stvg_lab.data.synth_config import (  # re-exported: the public face of the 
     Vocabulary,
     open_vocabulary_config,
 )
-from stvg_lab.data.synth_scene import _clipped, _Object, apply_lighting, make_scene, render_frames, shape_mask
+from stvg_lab.data.synth_scene import _clipped, _Object, apply_lighting, make_scene, query_text, render_frames, shape_mask
 
 logger = logging.getLogger(__name__)
 
 __all__ = [
     "ATTRIBUTES", "DATASET_NAME", "EVENT_KINDS", "GENERATOR_VERSION", "MOTIONS", "PALETTE", "PRESETS", "SHAPES",
-    "SIZES", "SPLITS", "SynthConfig", "Vocabulary", "open_vocabulary_config", "make_scene", "render_frames", "apply_lighting", "shape_mask",
+    "SIZES", "SPLITS", "SynthConfig", "Vocabulary", "open_vocabulary_config", "make_scene", "query_text", "render_frames", "apply_lighting", "shape_mask",
     "pick_codec", "write_video", "video_name", "generate_synthetic", "read_manifest", "ensure_synthetic", "scene_objects",
     "load_synthetic",
 ]

@@ -206,6 +206,10 @@ PRESETS: dict[str, SynthConfig] = {
     # (a quarter each: size, colour, shape, motion), so three quarters of the clips cannot be solved
     # by the size word, which is all the shipped stand-in binds (bench/LEARNING.md rounds 15-16)
     "one_attribute": SynthConfig(n_distractors=(1, 2), shared_weights=(0.0, 0.0, 0.0, 1.0)),
+    # sentences that name the colour alone ("the red shape"), 1-2 distractors of the target's size, shape
+    # and motion in another colour: the colour word is the only way to the target (bench/LEARNING.md round 16)
+    "colour_only": SynthConfig(n_distractors=(1, 2), shared_weights=(0.0, 0.0, 0.0, 1.0),
+                               templates=("the {colour} shape", "find the {colour} shape")),
 }
 
 

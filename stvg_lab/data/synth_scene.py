@@ -143,6 +143,16 @@ def _motion_phrase(event: str, motion: str) -> str:
     return f"moves {motion}"
 
 
+def query_text(cfg: SynthConfig, template: int, attributes: Mapping[str, str], event: str) -> str:
+    """The sentence of ``cfg.templates[template]`` for an object with ``attributes`` in a clip of ``event`` kind.
+
+    The generator's own query for the target; with a distractor's attributes, the query that would
+    name that distractor instead (``stvg_lab.analysis.word_reliance``).
+    """
+    a = attributes
+    return cfg.templates[template].format(size=a["size"], colour=a["colour"], shape=a["shape"], motion=_motion_phrase(event, a["motion"]))
+
+
 def _make_target(scene: _Scene, vocab: Vocabulary) -> tuple[_Object, str, tuple[int, int], bool]:
     """The target, its event kind, its tube's frame interval and whether it was drawn short."""
     cfg, rng, n = scene.cfg, scene.rng, scene.n
@@ -330,9 +340,7 @@ def make_scene(cfg: SynthConfig, split: str, rng: np.random.Generator) -> dict[s
     occlusion = _occlusion(target, occluders, tube, scene.W, scene.H)
     a = target.attributes
     template = int(rng.integers(len(cfg.templates)))
-    query = cfg.templates[template].format(
-        size=a["size"], colour=a["colour"], shape=a["shape"], motion=_motion_phrase(event, a["motion"])
-    )
+    query = query_text(cfg, template, a, event)
     seconds = (tube[1] - tube[0] + 1) / cfg.fps
     meta = {
         "small": a["size"] == "small",
