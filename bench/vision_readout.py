@@ -2,6 +2,7 @@
 
     OMP_NUM_THREADS=1 .venv/bin/python bench/vision_readout.py --checkpoint CK --data data/synthetic_spread \
         --predictions <a grpo_sweep run>/eval/predictions.jsonl          # ~30 s on one core with --n-train 2000 --answer
+    OMP_NUM_THREADS=1 .venv/bin/python bench/vision_readout.py --checkpoint CK --data data/synthetic --n-train 2000 --attributes
 
 Only one-object clips (``n_distractors == 0``): the box to read is then the only object's, so a
 readout needs no sentence. For each sampled frame ``k`` of a clip's ground-truth span, the features
@@ -15,7 +16,9 @@ boxes on the same test frames (``--predictions``: ``evaluate_model``'s predictio
 much of what the tokens hold its answers read. ``--answer`` also reads the box from the answer's own
 hidden states, teacher-forced on the SFT target, at the position that writes each think and pred box
 (:func:`readout_rows`): where the place is lost, between the video tokens and that position, or
-between that position and the digits. bench/LEARNING.md round 13 has what it found.
+between that position and the digits. ``--attributes`` reads the object's size, colour, shape and
+motion (a ridge classifier, :func:`attribute_table`) from the one video token whose cell holds its box
+centre: what the tokens keep of what the sentence names. bench/LEARNING.md rounds 13 and 16 have what it found.
 """
 
 from __future__ import annotations
@@ -145,6 +148,47 @@ def layer_table(x_tr: np.ndarray, y_tr: np.ndarray, x_te: np.ndarray, y_te: np.n
     return "\n".join(lines)
 
 
+def object_cell_features(x: np.ndarray, y: np.ndarray, hidden: int) -> np.ndarray:
+    """The video token whose cell holds each row's box centre: ``(L, F, cells * hidden + 2)`` -> ``(L, F, hidden + 1)`` (plus a 1).
+
+    ``x``: :func:`readout_rows`' ``"video"`` features (a frame's cells in row-major order, then two
+    extras); ``y``: the rows' boxes in frame units. Why one cell: a readout over every cell must learn
+    each attribute once per cell and overfits; the object's own token says what that token carries.
+    """
+    n_layers, n_rows, d = x.shape
+    cells = (d - 2) // hidden
+    g = int(round(cells**0.5))  # a square grid of merged tokens (4 x 4 at 112 px)
+    cx = np.clip(((y[:, 0] + y[:, 2]) / 2 * g).astype(int), 0, g - 1)
+    cy = np.clip(((y[:, 1] + y[:, 3]) / 2 * g).astype(int), 0, g - 1)
+    at = x[:, :, : cells * hidden].reshape(n_layers, n_rows, cells, hidden)[:, np.arange(n_rows), cy * g + cx]  # (L, F, hidden)
+    return np.concatenate([at, np.ones((n_layers, n_rows, 1))], axis=2)
+
+
+def classify_accuracy(x_tr: np.ndarray, labels_tr: np.ndarray, x_te: np.ndarray, labels_te: np.ndarray, n_classes: int) -> float:
+    """Test accuracy of a ridge regression onto one-hot labels, its λ (of LAMBDAS) chosen on the last fifth of the train rows."""
+    onehot = np.eye(n_classes)[labels_tr]
+    cut = max(1, int(0.8 * len(labels_tr)))
+    lam = max(LAMBDAS, key=lambda l: np.mean((x_tr[cut:] @ ridge(x_tr[:cut], onehot[:cut], l)).argmax(1) == labels_tr[cut:]))
+    return float(np.mean((x_te @ ridge(x_tr, onehot, lam)).argmax(1) == labels_te))
+
+
+def attribute_table(x_tr: np.ndarray, attrs_tr: list[dict], x_te: np.ndarray, attrs_te: list[dict]) -> str:
+    """Markdown: per attribute, the test rows' majority-class share and the readout's accuracy at each layer."""
+    from stvg_lab.data.synth import ATTRIBUTES, Vocabulary
+
+    vocab = Vocabulary()
+    lines = ["| attribute | classes | majority | " + " | ".join(f"layer {k}" for k in range(x_tr.shape[0])) + " |",
+             "|---|---:|---:|" + "---:|" * x_tr.shape[0]]
+    for a in ATTRIBUTES:
+        values = list(vocab.values(a))
+        l_tr = np.array([values.index(r[a]) for r in attrs_tr])
+        l_te = np.array([values.index(r[a]) for r in attrs_te])
+        majority = np.bincount(l_te, minlength=len(values)).max() / len(l_te)
+        accs = [classify_accuracy(x_tr[k], l_tr, x_te[k], l_te, len(values)) for k in range(x_tr.shape[0])]
+        lines.append(f"| {a} | {len(values)} | {majority:.2f} | " + " | ".join(f"{v:.2f}" for v in accs) + " |")
+    return "\n".join(lines)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--checkpoint", required=True)
@@ -152,6 +196,8 @@ def main() -> None:
     ap.add_argument("--n-train", type=int, default=300, help="one-object train clips to fit on")
     ap.add_argument("--predictions", type=Path, default=None, help="the checkpoint's greedy test answers (predictions.jsonl)")
     ap.add_argument("--answer", action="store_true", help="also print the readout from the answer positions that write each box (readout_rows)")
+    ap.add_argument("--attributes", action="store_true",
+                    help="also read the object's size, colour, shape and motion from its own video token (object_cell_features)")
     args = ap.parse_args()
 
     import torch
@@ -177,6 +223,12 @@ def main() -> None:
             if tube in train_rows:
                 print(f"\nThe answer's position before each <{tube}_bbox> box (teacher-forced; test: all boxes / each list's first):\n\n"
                       + layer_table(train_rows[tube][0], y_tr, test_rows[tube][0], y_te, firsts))
+    if args.attributes:
+        hidden = model.config.text_config.hidden_size
+        attrs = {s.id: s.extras["attributes"] for s in [*train, *test]}
+        print("\nThe object's attributes from its own video token (the cell of its box centre), test accuracy by layer:\n\n"
+              + attribute_table(object_cell_features(x_tr, y_tr, hidden), [attrs[i] for i, _ in train_rows["video"][2]],
+                                object_cell_features(x_te, y_te, hidden), [attrs[i] for i, _ in keys]))
     print(f"\nthe mean train box on every test frame: IoU {mean_iou(np.tile(y_tr.mean(0), (len(y_te), 1)), y_te):.3f}")
     if args.predictions:
         sizes = {s.id: model_frame_size(s.width, s.height) for s in test}  # the frame load_clip gives the model

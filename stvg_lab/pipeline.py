@@ -333,8 +333,9 @@ def run_demo(cfg: DemoConfig) -> Path:
             "Every object of each test clip drawn again from the benchmark's manifest; each greedy pred box of a "
             "ground-truth span frame goes to the visible object it overlaps most (or to none, or the answer has no box "
             "there). \"Same-size distractor\": the most confusable distractor in view has the target's size, so only "
-            "the colour, shape or motion word tells them apart (bench/LEARNING.md round 15: the stand-in uses the size "
-            "word alone). % of the frames counted in the column before.",
+            "the colour, shape or motion word tells them apart (bench/LEARNING.md rounds 15-16: the stand-in reads the size "
+            "word alone). % of the frames counted in the column before; a clip's frames share one answer, so few clips "
+            "make a share noisy.",
             "",
             _which_object_markdown(answers, test, cfg.data_dir),
             "",

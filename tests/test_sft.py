@@ -22,6 +22,7 @@ from stvg_lab.train.dataset import (
     ClipCache,
     build_grpo_dataset,
     build_sft_dataset,
+    frame_attribute_row,
     frame_box_row,
     frame_cell_row,
     clip_layout,
@@ -141,6 +142,30 @@ def test_frame_cell_row(pick, question, answer):
     assert prompt == f"the red ball\n{question}" and target == answer
 
 
+# the same frames and cells as FRAME_CELL_CASES, asked the other way round and without the sentence
+FRAME_ATTRIBUTE_CASES = [
+    ("first", "What colour and shape is the object in cell 00 of the 2x4 grid in frame 1 of 0-3?", "red circle"),
+    ("last", "What colour and shape is the object in cell 01 of the 2x4 grid in frame 2 of 0-3?", "red circle"),
+]
+
+
+@pytest.mark.parametrize("pick, question, answer", FRAME_ATTRIBUTE_CASES)
+def test_frame_attribute_row(pick, question, answer):
+    from dataclasses import replace
+
+    rng = SimpleNamespace(integers=lambda lo, hi: lo if pick == "first" else hi - 1)
+    sample = replace(_hand_sample(), extras={"attributes": {"size": "large", "colour": "red", "shape": "circle", "motion": "right"}})
+    prompt, target = frame_attribute_row(sample, clip_layout(sample, max_side=112), rng)
+    assert (prompt, target) == (question, answer)
+    assert sample.query not in prompt  # the words must come from the pixels
+
+
+def test_frame_attribute_row_needs_named_attributes():
+    rng = SimpleNamespace(integers=lambda lo, hi: lo)
+    with pytest.raises(ValueError, match="sample 'hand' has no extras\\['attributes'\\] with colour and shape"):
+        frame_attribute_row(_hand_sample(), clip_layout(_hand_sample(), max_side=112), rng)
+
+
 def test_frame_cell_row_needs_one_digit_cells():
     rng = SimpleNamespace(integers=lambda lo, hi: lo)
     with pytest.raises(ValueError, match="hand has a 6x12 token grid"):
@@ -215,7 +240,19 @@ def test_sft_dataset_both_aux_rows(synth_root, tmp_path):
     assert 0 <= int(row) < 4 and 0 <= int(col) < 4
 
 
-@pytest.mark.parametrize("flag, suffix", [("aux_frame_boxes", "frame_box"), ("aux_frame_cells", "frame_cell")])
+def test_sft_dataset_attribute_rows(synth_root, tmp_path):
+    recipe = _recipe(synth_root, tmp_path, aux_frame_cells=True, aux_frame_attributes=True)
+    samples = load_samples(recipe, "train")
+    ds = build_sft_dataset(samples, recipe, ClipCache.from_recipe(recipe))
+    assert ds["id"] == [i for s in samples for i in (s.id, f"{s.id}/frame_cell", f"{s.id}/frame_attributes")]
+    for s, row in zip(samples, ds.select(range(2, len(ds), 3))):
+        question, answer = (m["content"][-1]["text"] for m in row["messages"])
+        assert question.startswith("What colour and shape is the object in cell ") and s.query not in question
+        assert answer == f"{s.extras['attributes']['colour']} {s.extras['attributes']['shape']}"
+
+
+@pytest.mark.parametrize("flag, suffix", [("aux_frame_boxes", "frame_box"), ("aux_frame_cells", "frame_cell"),
+                                          ("aux_frame_attributes", "frame_attributes")])
 def test_aux_row_id_collision_is_named(synth_root, tmp_path, flag, suffix):
     from dataclasses import replace
 

@@ -51,6 +51,26 @@ def test_own_boxes_scores_the_answers_on_the_rows_they_cover(tmp_path):
     assert got == {"iou": pytest.approx((1 + 0.25) / 2), "covered": 0.5}
 
 
+def test_object_cell_features_take_the_token_of_the_box_centre():
+    hidden, g = 2, 2  # a 2 x 2 grid of tokens, 2 features each: token c holds (10c, 10c + 1)
+    row = np.concatenate([np.array([[10 * c, 10 * c + 1] for c in range(g * g)], float).ravel(), [0.0, 1.0]])
+    x = np.stack([row, row])[None]  # (1 layer, 2 rows, 10)
+    # (box in frame units) -> its cell: centre (0.75, 0.25) is column 1 of row 0 (token 1); (0.25, 0.9) row 1, column 0 (token 2)
+    y = np.array([[0.6, 0.1, 0.9, 0.4], [0.1, 0.8, 0.4, 1.0]])
+    got = readout.object_cell_features(x, y, hidden)
+    assert got.shape == (1, 2, hidden + 1)
+    assert got[0].tolist() == [[10, 11, 1], [20, 21, 1]]
+
+
+def test_classify_accuracy_separates_a_separable_code_and_not_noise():
+    rng = np.random.default_rng(0)
+    labels = rng.integers(0, 4, size=400)
+    x = np.concatenate([np.eye(4)[labels] + 0.05 * rng.normal(size=(400, 4)), np.ones((400, 1))], axis=1)
+    assert readout.classify_accuracy(x[:300], labels[:300], x[300:], labels[300:], 4) == 1.0
+    noise = np.concatenate([rng.normal(size=(400, 4)), np.ones((400, 1))], axis=1)
+    assert readout.classify_accuracy(noise[:300], labels[:300], noise[300:], labels[300:], 4) < 0.45
+
+
 @pytest.fixture(scope="module")
 def tiny(tmp_path_factory):
     from stvg_lab.data.synth import generate_synthetic, load_synthetic

@@ -218,14 +218,38 @@ def frame_cell_row(sample: Sample, clip: Clip, rng: np.random.Generator) -> tupl
     asks of benchmark clips (``--data``), so a stand-in that reads position there keeps being
     asked to during grounding SFT. ``k`` counts the clip's kept frames from 0, as ``<time>`` does.
     """
-    rows, cols = clip.size[1] // PATCH_FACTOR, clip.size[0] // PATCH_FACTOR
-    if max(rows, cols) > 10:
-        raise ValueError(f"frame_cell_row: {sample.id} has a {rows}x{cols} token grid; one-digit cells need at most 10x10")
-    k, (x1, y1, x2, y2) = _frame_in_span(sample, clip, rng)
-    row = min(int((y1 + y2) / 2 // PATCH_FACTOR), rows - 1)
-    col = min(int((x1 + x2) / 2 // PATCH_FACTOR), cols - 1)
+    k, (rows, cols), (row, col) = _cell_in_span(sample, clip, rng, "frame_cell_row")
     prompt = f"{sample.query}\nIn which cell of the {rows}x{cols} grid is it in frame {k} of 0-{len(clip.frame_numbers) - 1}?"
     return prompt, f"{row}{col}"
+
+
+def frame_attribute_row(sample: Sample, clip: Clip, rng: np.random.Generator) -> tuple[str, str]:
+    """An auxiliary SFT ``(prompt, answer)``: the colour and shape of the object in one cell of one kept frame, without the sentence.
+
+    Not in the paper (recipe ``aux_frame_attributes``, off by default; synthetic samples only, whose
+    ``extras["attributes"]`` name the object). The reverse of :func:`frame_cell_row`: the cell is given
+    and the words are asked, and the prompt leaves the sentence out so they cannot be copied from it.
+    Why: grounding SFT pays for where an object is, its size and motion, never its colour or shape, and
+    the stand-in's video tokens lose them (a linear readout of colour from the object's token falls from
+    0.77 in a fresh stand-in to 0.52 in the shipped SFT; bench/LEARNING.md round 16), so no sentence can
+    pick an object by those words. Answer: ``"red circle"``.
+    """
+    attributes = sample.extras.get("attributes")
+    if not isinstance(attributes, Mapping) or not {"colour", "shape"} <= set(attributes):
+        raise ValueError(f"frame_attribute_row: sample {sample.id!r} has no extras['attributes'] with colour and shape; "
+                         "only synthetic samples (stvg_lab.data.synth.load_synthetic) name them")
+    k, (rows, cols), (row, col) = _cell_in_span(sample, clip, rng, "frame_attribute_row")
+    prompt = f"What colour and shape is the object in cell {row}{col} of the {rows}x{cols} grid in frame {k} of 0-{len(clip.frame_numbers) - 1}?"
+    return prompt, f"{attributes['colour']} {attributes['shape']}"
+
+
+def _cell_in_span(sample: Sample, clip: Clip, rng: np.random.Generator, caller: str) -> tuple[int, tuple[int, int], tuple[int, int]]:
+    """A random kept frame ``k`` of the span, the token grid ``(rows, cols)`` and the ``(row, col)`` cell of the object's centre."""
+    rows, cols = clip.size[1] // PATCH_FACTOR, clip.size[0] // PATCH_FACTOR
+    if max(rows, cols) > 10:
+        raise ValueError(f"{caller}: {sample.id} has a {rows}x{cols} token grid; one-digit cells need at most 10x10")
+    k, (x1, y1, x2, y2) = _frame_in_span(sample, clip, rng)
+    return k, (rows, cols), (min(int((y1 + y2) / 2 // PATCH_FACTOR), rows - 1), min(int((x1 + x2) / 2 // PATCH_FACTOR), cols - 1))
 
 
 def _index(samples: Sequence[Sample]) -> dict[str, Sample]:
@@ -288,7 +312,8 @@ def build_sft_dataset(samples: Sequence[Sample], recipe: "Recipe", cache: ClipCa
     rng = np.random.default_rng(recipe.seed)
     # auxiliary rows on the same clip (off in the paper): (id suffix, row maker)
     aux = [(suffix, fn) for on, suffix, fn in ((recipe.aux_frame_boxes, "frame_box", frame_box_row),
-                                               (recipe.aux_frame_cells, "frame_cell", frame_cell_row)) if on]
+                                               (recipe.aux_frame_cells, "frame_cell", frame_cell_row),
+                                               (recipe.aux_frame_attributes, "frame_attributes", frame_attribute_row)) if on]
     for aux_id, owner in ((f"{s.id}/{suffix}", s.id) for s in samples for suffix, _ in aux):
         if aux_id in by_id:
             raise ValueError(f"sample id {aux_id!r} collides with the auxiliary row of {owner!r}")

@@ -123,6 +123,9 @@ class Recipe:
     aux_frame_boxes: bool = False
     # SFT: also one "cell of its centre in frame k" row per sample (frame_cell_row, bench/position_probe.py's question)
     aux_frame_cells: bool = False
+    # SFT: also one "colour and shape of the object in cell rc of frame k" row per sample, sentence left out
+    # (frame_attribute_row; synthetic samples only)
+    aux_frame_attributes: bool = False
     # SFT loss: "token" = TRL's mean over all answer tokens of a batch (a 3-token auxiliary answer beside a
     # 230-token one gets ~2 % of it); "row" = each row's token mean, then the mean over rows (sft.row_mean_loss)
     sft_loss: str = "token"
