@@ -129,35 +129,23 @@ def test_frame_box_row(pick, instruction, answer):
 
 # at max side 112 the hand sample is 112x56, a 2x4 token grid; frame 2 -> [10,10,30,25] (centre x 20: column 0),
 # frame 4 -> [20,10,40,25] (centre x 30: column 1); both centres at y 17.5: row 0
-FRAME_CELL_CASES = [
-    ("first", "In which cell of the 2x4 grid is it in frame 1 of 0-3?", "00"),
-    ("last", "In which cell of the 2x4 grid is it in frame 2 of 0-3?", "01"),
+# (row maker, which kept frame the rng picks, prompt, answer); the attribute row asks the cell row's cells the other
+# way round and leaves the sentence out, so its words must come from the pixels
+CELL_ROW_CASES = [
+    (frame_cell_row, "first", "the red ball\nIn which cell of the 2x4 grid is it in frame 1 of 0-3?", "00"),
+    (frame_cell_row, "last", "the red ball\nIn which cell of the 2x4 grid is it in frame 2 of 0-3?", "01"),
+    (frame_attribute_row, "first", "What colour and shape is the object in cell 00 of the 2x4 grid in frame 1 of 0-3?", "red circle"),
+    (frame_attribute_row, "last", "What colour and shape is the object in cell 01 of the 2x4 grid in frame 2 of 0-3?", "red circle"),
 ]
 
 
-@pytest.mark.parametrize("pick, question, answer", FRAME_CELL_CASES)
-def test_frame_cell_row(pick, question, answer):
-    rng = SimpleNamespace(integers=lambda lo, hi: lo if pick == "first" else hi - 1)
-    prompt, target = frame_cell_row(_hand_sample(), clip_layout(_hand_sample(), max_side=112), rng)
-    assert prompt == f"the red ball\n{question}" and target == answer
-
-
-# the same frames and cells as FRAME_CELL_CASES, asked the other way round and without the sentence
-FRAME_ATTRIBUTE_CASES = [
-    ("first", "What colour and shape is the object in cell 00 of the 2x4 grid in frame 1 of 0-3?", "red circle"),
-    ("last", "What colour and shape is the object in cell 01 of the 2x4 grid in frame 2 of 0-3?", "red circle"),
-]
-
-
-@pytest.mark.parametrize("pick, question, answer", FRAME_ATTRIBUTE_CASES)
-def test_frame_attribute_row(pick, question, answer):
+@pytest.mark.parametrize("make_row, pick, prompt, answer", CELL_ROW_CASES)
+def test_cell_rows(make_row, pick, prompt, answer):
     from dataclasses import replace
 
     rng = SimpleNamespace(integers=lambda lo, hi: lo if pick == "first" else hi - 1)
     sample = replace(_hand_sample(), extras={"attributes": {"size": "large", "colour": "red", "shape": "circle", "motion": "right"}})
-    prompt, target = frame_attribute_row(sample, clip_layout(sample, max_side=112), rng)
-    assert (prompt, target) == (question, answer)
-    assert sample.query not in prompt  # the words must come from the pixels
+    assert make_row(sample, clip_layout(sample, max_side=112), rng) == (prompt, answer)
 
 
 def test_frame_attribute_row_needs_named_attributes():
