@@ -4,6 +4,8 @@ Run (one torch thread, ~0.16-0.2 s/step; LEARNING.md rounds 3 and 4 have the tab
 
     OMP_NUM_THREADS=1 .venv/bin/python bench/position_probe.py --name colour --task colour --steps 300 --rope-theta 1e6
     OMP_NUM_THREADS=1 .venv/bin/python bench/position_probe.py --name cell_t10 --task cell --steps 1200
+    # round 16: a wider stand-in (--size: fields of tiny_cpu's tiny_model), then the two-object question
+    OMP_NUM_THREADS=1 .venv/bin/python bench/position_probe.py --name pre_dark_w256 --task cell --light 0 --steps 1500 --every 250 --size hidden_size=256 --size intermediate_size=512 --size vision_hidden_size=64 --size vision_intermediate_size=128 --save
     OMP_NUM_THREADS=1 .venv/bin/python bench/position_probe.py --name pre_dark --task cell --light 0 --steps 1500 --every 250 --save
     # round 4, curriculum stages from pre_dark (--init trains on from a checkpoint):
     OMP_NUM_THREADS=1 .venv/bin/python bench/position_probe.py --name d1_from_pre --light 0 --distractors 1 --init bench/out/position/pre_dark/final --steps 2000 --every 250 --save
@@ -39,7 +41,8 @@ sentence's length moves that distance (LEARNING.md round 5). ``--transplant-from
 
 Drawn scenes are lit with the benchmark's own ``apply_lighting`` (``--light`` is its amplitude on R
 and G; 64 is ``SynthConfig``'s default). The model is ``build_tiny_model`` with ``tiny_cpu``'s
-``tiny_model`` (rope_theta 10 unless ``--rope-theta`` says otherwise; 1e6 is Qwen2.5-VL's), or
+``tiny_model`` (rope_theta 10 unless ``--rope-theta`` says otherwise; 1e6 is Qwen2.5-VL's; ``--size`` changes
+its other fields), or
 ``--init``'s checkpoint, trained by a plain AdamW loop on ``model(**build_model_inputs(...)).loss``
 (the same forward SFT uses). Every ``--every`` steps it writes one JSON line: the teacher-forced
 loss on 64 held-out scenes with their own frames and with the next scene's frames (``gap`` =
@@ -140,6 +143,8 @@ def main() -> None:
     ap.add_argument("--no-sentence", action="store_true", help="with --data: drop the sentence, ask only 'In which cell ... is the object in frame k' (its motion words give a prior)")
     ap.add_argument("--text-first", action="store_true", help="ask with the question before the video (stvg_chat_template(text_first=True); Qwen's order is video first): the answer then sits at one mRoPE offset from the video whatever the sentence's length. Without it a loaded checkpoint keeps its own order")
     ap.add_argument("--rope-theta", type=float, default=None, help="override tiny_cpu's rope_theta (10); 1e6 is Qwen2.5-VL's")
+    ap.add_argument("--size", action="append", default=[], metavar="KEY=VALUE",
+                    help="override a field of tiny_cpu's tiny_model for a fresh stand-in, e.g. --size hidden_size=256 --size vision_hidden_size=64")
     ap.add_argument("--steps", type=int, default=800)
     ap.add_argument("--every", type=int, default=100)
     ap.add_argument("--lr", type=float, default=1e-3)
@@ -164,12 +169,12 @@ def main() -> None:
     from stvg_lab.analysis.reliance import swap_gap
     from stvg_lab.model import build_model_inputs, build_tiny_model, load_model
     from stvg_lab.processor import prompt_order, stvg_chat_template
-    from stvg_lab.train.recipe import load_recipe
+    from stvg_lab.train.recipe import load_recipe, parse_overrides
 
     torch.set_num_threads(1)
     torch.manual_seed(args.seed)
     run = Path(args.root) / args.name
-    size = load_recipe("tiny_cpu").tiny_model
+    size = {**load_recipe("tiny_cpu").tiny_model, **parse_overrides(args.size)}
     theta = args.rope_theta or size["rope_theta"]
     if args.checkpoint or args.init:  # score only (did a later stage keep what this probe measures?) or go on training
         model, processor = load_model(args.checkpoint or args.init)
