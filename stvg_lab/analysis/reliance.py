@@ -56,13 +56,18 @@ def video_reliance(
 
 
 def grounding_rows(
-    samples: Sequence[Sample], fmt: str = "paper", *, think_target: str = "grid", fps: float = 2.0, max_side: int = 336
+    samples: Sequence[Sample], fmt: str = "paper", *, think_target: str = "grid", fps: float = 2.0, max_side: int = 336,
+    cache: Any = None,
 ) -> list[tuple[Any, str, str]]:
-    """``(frames, prompt, SFT target)`` per sample: the rows :func:`swap_gap` and :func:`segment_gaps` score."""
+    """``(frames, prompt, SFT target)`` per sample: the rows :func:`swap_gap` and :func:`segment_gaps` score.
+
+    ``cache``: a ``stvg_lab.train.dataset.ClipCache`` to decode through (default: a new one at ``fps``
+    and ``max_side``), for a caller that needs the clips again.
+    """
     from stvg_lab.task import prompt_text
     from stvg_lab.train.dataset import ClipCache, sft_target
 
-    cache = ClipCache(fps, max_side)
+    cache = cache if cache is not None else ClipCache(fps, max_side)
     clips = [cache.get(s) for s in samples]
     return [(c.frames, prompt_text(s, c, fmt), sft_target(s, c, fmt, think_target)) for s, c in zip(samples, clips)]
 

@@ -49,10 +49,9 @@ def word_gaps(
     the target's sentence, its decoy the same with the distractor's sentence; the answer is the
     target's SFT target (``stvg_lab.train.dataset.sft_target``) with the model's own frames.
     """
-    from stvg_lab.analysis.reliance import prompt_segment_gaps
+    from stvg_lab.analysis.reliance import grounding_rows, prompt_segment_gaps
     from stvg_lab.answer import build_prompt
-    from stvg_lab.task import prompt_text
-    from stvg_lab.train.dataset import ClipCache, sft_target
+    from stvg_lab.train.dataset import ClipCache
 
     cfg = SynthConfig.from_dict(read_manifest(data_dir)["config"])
     picked = [(s, q) for s in samples if (q := distractor_query(s, cfg)) is not None]
@@ -62,16 +61,15 @@ def word_gaps(
         group = [(s, sentence) for s, (a, sentence) in picked if a == attribute]
         if not group:
             continue
-        clips = [cache.get(s) for s, _ in group]
-        rows = [(c.frames, prompt_text(s, c, fmt), sft_target(s, c, fmt, think_target)) for (s, _), c in zip(group, clips)]
-        decoys = [build_prompt(sentence, c.prompt_spec(), fmt) for (_, sentence), c in zip(group, clips)]
-        _check_one_word(rows, decoys, [s.id for s, _ in group])
+        rows = grounding_rows([s for s, _ in group], fmt, think_target=think_target, cache=cache)
+        decoys = [build_prompt(sentence, cache.get(s).prompt_spec(), fmt) for s, sentence in group]  # decoded above: cached
+        _check_decoys_differ(rows, decoys, [s.id for s, _ in group])
         gaps = prompt_segment_gaps(model, processor, rows, decoys, fps=fps, names=[s.id for s, _ in group])
         out[attribute] = {"clips": len(group), **gaps}
     return out
 
 
-def _check_one_word(rows: Sequence[tuple[Any, str, str]], decoys: Sequence[str], names: Sequence[str]) -> None:
+def _check_decoys_differ(rows: Sequence[tuple[Any, str, str]], decoys: Sequence[str], names: Sequence[str]) -> None:
     """A decoy prompt equal to its own prompt would measure nothing; name the clip."""
     for (_, prompt, _), decoy, name in zip(rows, decoys, names):
         if prompt == decoy:
