@@ -11,6 +11,9 @@ Run (one torch thread, ~0.16-0.2 s/step; LEARNING.md rounds 3 and 4 have the tab
     OMP_NUM_THREADS=1 .venv/bin/python bench/position_probe.py --name d1_from_pre --light 0 --distractors 1 --init bench/out/position/pre_dark/final --steps 2000 --every 250 --save
     OMP_NUM_THREADS=1 .venv/bin/python bench/position_probe.py --name move_from_pre --light 0 --move --init bench/out/position/pre_dark/final --steps 1500 --every 250 --save
     OMP_NUM_THREADS=1 .venv/bin/python bench/position_probe.py --name bench_from_pre --data data/synthetic --init bench/out/position/pre_dark/final --steps 2500 --every 250 --save
+    # round 17: binding without position ("What size is the red object?"), then the cell of the named object from there
+    OMP_NUM_THREADS=1 .venv/bin/python bench/position_probe.py --name size_d1_from_shipped --task size --appearance benchmark --distractors 1 --text-first --init stvg_lab/assets/checkpoints/tiny_cpu_sft --steps 3000 --every 250 --save
+    OMP_NUM_THREADS=1 .venv/bin/python bench/position_probe.py --name cell_d1_from_size --task cell --appearance benchmark --distractors 1 --text-first --init bench/out/position/size_d1_6k/final --steps 3000 --every 250 --save
     # score only: did a later stage keep the reader?
     OMP_NUM_THREADS=1 .venv/bin/python bench/position_probe.py --name after_sft --task cell --light 0 --checkpoint bench/out/learning/P_dark/final
     # round 5: the sentence before the video (one text-to-video distance), and which part a later stage changed
@@ -22,6 +25,12 @@ The full task mixes reading the video with writing ~230 tokens; this strips it t
 minutes and the answer can only come from the pixels:
 
 * ``colour``: "What colour is the square?" -> ``red`` (content; no position needed);
+* ``shape`` (``--appearance benchmark``): "What shape is the red object?" -> ``circle``; with
+  ``--distractors`` (another colour *and* another shape) the colour word must pick the object,
+  so this is binding without reading position (chance ~1/2 between the two objects' shapes);
+* ``size`` / ``colour_by_size`` (``--appearance benchmark``): "What size is the red object?" ->
+  ``small``; "What colour is the large object?" -> ``red`` (distractors differ in colour and size):
+  which attribute can name the object, which can be read off it;
 * ``half``: "Is the red square on the left or the right?" -> ``left`` (1 bit of position);
 * ``cell``: "In which cell of the 4x4 grid is the red square?" -> ``12`` (row, column of its centre
   on the 28-px token grid: 4 bits of position). With ``--move`` the square slides between two
@@ -85,23 +94,27 @@ def scene(
     bench = appearance == "benchmark"
     palette = tuple(PALETTE) if bench else COLOURS
 
-    def look() -> tuple[str, int]:  # (shape, side in px); squares mode draws nothing from rng
+    def look() -> tuple[str, int, str]:  # (shape, side in px, size word); squares mode draws nothing from rng
         if not bench:
-            return "square", SQUARE
+            return "square", SQUARE, "large"
         shape = SHAPES[rng.integers(len(SHAPES))]
-        lo, hi = SynthConfig.large_px if rng.random() < 0.5 else SynthConfig.small_px  # the dataclass defaults
-        return shape, int(rng.integers(lo, hi + 1))
+        size = "large" if rng.random() < 0.5 else "small"
+        lo, hi = SynthConfig.large_px if size == "large" else SynthConfig.small_px  # the dataclass defaults
+        return shape, int(rng.integers(lo, hi + 1)), size
 
     def paint(t: slice | int, x: int, y: int, shape: str, px: int, colour: str) -> None:
         frames[t, y : y + px, x : x + px][..., shape_mask(shape, px), :] = PALETTE[colour]
 
     frames = np.zeros((8, SIZE, SIZE, 3), np.uint8) + np.asarray((48, 48, 56), np.uint8)
     colour = palette[rng.integers(len(palette))]
-    shape, px = look()
+    shape, px, size = look()
     x, y = (int(v) for v in rng.integers(0, SIZE - px, 2))
     others = [c for c in palette if c != colour]
     for _ in range(distractors):  # a different colour, not overlapping the target
-        d_shape, d_px = look()
+        d_shape, d_px, d_size = look()
+        # the binding questions need the two objects to differ in what is asked and in what names the object
+        while (task == "shape" and d_shape == shape) or (task in ("size", "colour_by_size") and d_size == size):
+            d_shape, d_px, d_size = look()
         for _ in range(100):
             x2, y2 = (int(v) for v in rng.integers(0, SIZE - d_px, 2))
             if abs(x2 - x) > max(px, d_px) or abs(y2 - y) > max(px, d_px):
@@ -123,18 +136,24 @@ def scene(
     name = f"{colour} {shape}"
     if task == "colour":
         return frames, f"What colour is the {shape}?", colour
+    if task == "shape":  # binding without position: the colour word picks the object, its shape is the answer
+        return frames, f"What shape is the {colour} object?", shape
+    if task == "size":  # the same with the size (which the grounding SFT reads well) as the answer
+        return frames, f"What size is the {colour} object?", size
+    if task == "colour_by_size":  # the other way round: the size word picks the object, its colour is the answer
+        return frames, f"What colour is the {size} object?", colour
     if task == "half":
         return frames, f"Is the {name} on the left or the right?", "left" if cx < SIZE / 2 else "right"
     if task == "cell":
         return frames, f"In which cell of the 4x4 grid is the {name}{where}?", f"{int(cy // CELL)}{int(cx // CELL)}"
-    raise ValueError(f"--task must be colour, half or cell, got {task!r}")
+    raise ValueError(f"--task must be colour, shape, size, colour_by_size, half or cell, got {task!r}")
 
 
 def main() -> None:
     """Parse the flags, build the stand-in, train, and log held-out loss, gap and exact match."""
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--name", required=True)
-    ap.add_argument("--task", default="cell", choices=("colour", "half", "cell"))
+    ap.add_argument("--task", default="cell", choices=("colour", "shape", "size", "colour_by_size", "half", "cell"))
     ap.add_argument("--light", type=float, default=64.0, help="apply_lighting amplitude on R (x) and G (y)")
     ap.add_argument("--distractors", type=int, default=0)
     ap.add_argument("--move", action="store_true", help="the target moves; the cell question names a frame")
@@ -157,6 +176,8 @@ def main() -> None:
     ap.add_argument("--parts", nargs="+", default=(), help="with --transplant-from: one scoring per entry, each a '+'-joined set of stvg_lab.model_parts.PARTS (e.g. vit+merger attention)")
     ap.add_argument("--save", action="store_true", help="save the trained model to <root>/<name>/final (a start for learnability_probe --model)")
     args = ap.parse_args()
+    if args.task in ("shape", "size", "colour_by_size") and args.appearance != "benchmark":
+        ap.error(f"--task {args.task} needs --appearance benchmark (squares have one shape and one size)")
     if args.data and args.task != "cell":
         ap.error("--data asks the cell question only; leave --task at cell")
     if args.no_sentence and not args.data:
