@@ -53,12 +53,18 @@ def _sibling(name: str):
     return module
 
 
-def cell_owners(frame: np.ndarray, target: str, other: str) -> tuple[np.ndarray, np.ndarray]:
-    """Pixels per 28-px cell of the target and the other object in an unlit frame: ``(H, W, 3) -> 2 x (H/28, W/28)``."""
+def colour_mask(frame: np.ndarray, colour: str) -> np.ndarray:
+    """The pixels drawn in a palette colour in an unlit frame: ``(H, W, 3) -> (H, W)`` bool."""
     from stvg_lab.data.synth import PALETTE
 
+    return (frame == np.asarray(PALETTE[colour], np.uint8)).all(-1)
+
+
+def cell_owners(frame: np.ndarray, target: str, other: str) -> tuple[np.ndarray, np.ndarray]:
+    """Pixels per 28-px cell of the target and the other object in an unlit frame: ``(H, W, 3) -> 2 x (H/28, W/28)``."""
+
     def per_cell(colour: str) -> np.ndarray:
-        mask = (frame == np.asarray(PALETTE[colour], np.uint8)).all(-1)
+        mask = colour_mask(frame, colour)
         h, w = mask.shape[0] // CELL, mask.shape[1] // CELL
         return mask[: h * CELL, : w * CELL].reshape(h, CELL, w, CELL).sum((1, 3))
 
@@ -75,16 +81,17 @@ def named_colours(question: str, answer: str, drawn: list[str]) -> tuple[str, st
 
 def other_answer(task: str, unlit: np.ndarray, other: str, answer: str) -> str:
     """What the question would be answered with for the other object, read off an unlit frame ``(H, W, 3)``."""
-    from stvg_lab.data.synth import PALETTE, SHAPES, shape_mask
+    from stvg_lab.data.synth import SHAPES, shape_mask
 
     if task == "size":  # the distractor always has the other size
         return "small" if answer == "large" else "large"
     if task == "colour_by_size":
         return other
-    ys, xs = np.nonzero((unlit == np.asarray(PALETTE[other], np.uint8)).all(-1))
+    mask = colour_mask(unlit, other)
+    ys, xs = np.nonzero(mask)
     if task == "cell":  # its box centre's cell, as position_probe.scene answers for the target
         return f"{int((ys.min() + ys.max() + 1) / 2 // CELL)}{int((xs.min() + xs.max() + 1) / 2 // CELL)}"
-    crop = (unlit == np.asarray(PALETTE[other], np.uint8)).all(-1)[ys.min() : ys.max() + 1, xs.min() : xs.max() + 1]
+    crop = mask[ys.min() : ys.max() + 1, xs.min() : xs.max() + 1]
     return next(s for s in SHAPES if crop.shape[0] == crop.shape[1] and np.array_equal(crop, shape_mask(s, crop.shape[0])))
 
 
@@ -103,12 +110,12 @@ def main() -> None:
 
     probe, readout = _sibling("position_probe"), _sibling("vision_readout")
     torch.set_num_threads(1)
-    scenes = []  # (frames, question, answer, target's pixels per cell (h, w), other's, other's cell "rc")
+    scenes = []  # (frames, question, answer, target's pixels per cell (h, w), other's, the other object's answer)
     for i in range(2 * args.n):
         seed = 20_000 + i  # apart from the probes' training draws and their 10_000+ held-out scenes
         frames, q, a = probe.scene(np.random.default_rng(seed), args.task, LIGHT, 1, appearance="benchmark")
         unlit, _, _ = probe.scene(np.random.default_rng(seed), args.task, 0.0, 1, appearance="benchmark")
-        drawn = [c for c, rgb in PALETTE.items() if (unlit[0] == np.asarray(rgb, np.uint8)).all(-1).any()]
+        drawn = [c for c in PALETTE if colour_mask(unlit[0], c).any()]
         if len(drawn) != 2:  # the distractor found no free place: not a two-object scene
             continue
         target, other = named_colours(q, a, drawn)
@@ -122,7 +129,7 @@ def main() -> None:
         processor.chat_template = stvg_chat_template(text_first=True)
         model.eval()
         video_id = model.config.video_token_id
-        feats, labels, shares, masses, picks = [], [], [], [], []  # per scene: (L+1, 2T', D) object-token states, their 1/0 labels; (L, heads) share, mass
+        feats, labels, on_named, on_both, picks = [], [], [], [], []  # per scene: (L+1, 2T', D) object-token states, their 1/0 labels; (L, heads) masses; the greedy pick
         with torch.no_grad():
             for frames, q, a, t_px, o_px, decoy in scenes:
                 x = build_model_inputs(processor, frames, q, a)
@@ -143,8 +150,8 @@ def main() -> None:
                 on_video = att[..., pos].reshape(att.shape[0], att.shape[1], tg, hh * ww).sum(2)  # (L, heads, cells)
                 mt = on_video[..., torch.from_numpy(owner_t)].sum(-1)
                 mo = on_video[..., torch.from_numpy(owner_o)].sum(-1)
-                shares.append(mt.numpy())
-                masses.append((mt + mo).numpy())
+                on_named.append(mt.numpy())
+                on_both.append((mt + mo).numpy())
                 g = build_model_inputs(processor, frames, q)  # greedy: which object does the answer describe?
                 new = model.generate(**g, max_new_tokens=4, do_sample=False)[0, g["input_ids"].shape[1] :]
                 said = processor.tokenizer.decode(new, skip_special_tokens=True).strip()
@@ -157,16 +164,15 @@ def main() -> None:
         for layer in range(f.shape[1]):
             x_tr, x_te = f[:half, layer].reshape(-1, f.shape[-1]), f[half:, layer].reshape(-1, f.shape[-1])
             acc.append(readout.classify_accuracy(x_tr, y[:half].reshape(-1), x_te, y[half:].reshape(-1), 2))
-        m = np.stack(masses).mean(0)  # (L, heads)
-        s = np.where(m >= 0.05, np.stack(shares).mean(0) / np.maximum(m, 1e-9), np.nan)  # ratio of means; a head that hardly looks has none
+        m = np.stack(on_both).mean(0)  # (L, heads)
+        s = np.where(m >= 0.05, np.stack(on_named).mean(0) / np.maximum(m, 1e-9), np.nan)  # ratio of means; a head that hardly looks has none
         print(f"\n{name} ({path})")
         print("| layer | " + " | ".join(str(k) for k in range(f.shape[1])) + " |")
         print("|---|" + "---:|" * f.shape[1])
         print("| target-ness readout (test) | " + " | ".join(f"{v:.2f}" for v in acc) + " |")
         print("| answer attention, named share per head | – | " + " | ".join(" ".join("–" if np.isnan(v) else f"{v:.2f}" for v in row) for row in s) + " |")
         print("| answer attention, mass on both objects per head | – | " + " | ".join(" ".join(f"{v:.2f}" for v in row) for row in m) + " |")
-        if picks:
-            print("greedy answers: " + ", ".join(f"{k} {picks.count(k) / len(picks):.2f}" for k in ("named", "other", "neither")) + f" ({len(picks)} scenes)")
+        print("greedy answers: " + ", ".join(f"{k} {picks.count(k) / len(picks):.2f}" for k in ("named", "other", "neither")) + f" ({len(picks)} scenes)")
 
 
 if __name__ == "__main__":
