@@ -14,6 +14,8 @@ Run (one torch thread, ~0.16-0.2 s/step; LEARNING.md rounds 3 and 4 have the tab
     # round 17: binding without position ("What size is the red object?"), then the cell of the named object from there
     OMP_NUM_THREADS=1 .venv/bin/python bench/position_probe.py --name size_d1_from_shipped --task size --appearance benchmark --distractors 1 --text-first --init stvg_lab/assets/checkpoints/tiny_cpu_sft --steps 3000 --every 250 --save
     OMP_NUM_THREADS=1 .venv/bin/python bench/position_probe.py --name cell_d1_from_size --task cell --appearance benchmark --distractors 1 --text-first --init bench/out/position/size_d1_6k/final --steps 3000 --every 250 --save
+    # round 18: the same binding stage with grounding SFT rows in every batch, so the stage keeps the grounding answer
+    OMP_NUM_THREADS=1 .venv/bin/python bench/position_probe.py --name size_keep_from_shipped --task size --appearance benchmark --distractors 1 --text-first --init stvg_lab/assets/checkpoints/tiny_cpu_sft --keep-grounding data/synthetic --steps 3000 --every 500 --save
     # score only: did a later stage keep the reader?
     OMP_NUM_THREADS=1 .venv/bin/python bench/position_probe.py --name after_sft --task cell --light 0 --checkpoint bench/out/learning/P_dark/final
     # round 5: the sentence before the video (one text-to-video distance), and which part a later stage changed
@@ -36,10 +38,21 @@ minutes and the answer can only come from the pixels:
   on the 28-px token grid: 4 bits of position). With ``--move`` the square slides between two
   drawn places and the question names a frame ("... in frame 5 of 0-7?").
 
+A '+'-joined ``--task`` (``size+cell``) mixes questions: each training scene's task is drawn at random,
+and the held-out scenes take turns (scene i asks ``tasks[i % n]``).
+
 ``--data DIR`` asks the cell question of a synthetic benchmark's own clips instead
 (``stvg_lab.train.dataset.frame_cell_row``, the recipe's ``aux_frame_cells`` question: the
 sentence, then "In which cell of the 4x4 grid is it in frame k of 0-7?"; train split for training,
 val for the held-out scenes).
+
+``--keep-grounding DIR`` also trains, in every step, on ``--keep-batch`` grounding SFT rows of DIR's
+train split (``tiny_cpu``'s: the sentence's prompt and the compact answer, ``stvg_lab.train.dataset.sft_target``),
+the loss being ``(1 - share) * probe + share * grounding`` (``--keep-share``; each the token mean of its own
+rows, so the 1-3 token probe answers are not drowned by ~230-token ones). Why (LEARNING.md round 17): a
+probe stage alone overwrites the grounding answer, which 5,000 SFT steps after it do not bring back. Each
+logged line then also has ``ground_own`` / ``ground_swapped`` / ``ground_gap``: the grounding rows'
+teacher-forced loss on 16 val clips with their own and the next clip's frames.
 
 ``--text-first`` asks with the question before the video (our chat template's text-first order,
 saved with ``--save``; a loaded checkpoint otherwise keeps its own order): the stand-in reads
@@ -76,6 +89,7 @@ import numpy as np
 
 COLOURS = ("red", "green", "blue", "yellow")  # four well-separated entries of the benchmark's palette
 SIZE, SQUARE, CELL = 112, 24, 28  # frame side, square side, Qwen2.5-VL token (patch 14 x merge 2)
+TASKS = ("colour", "shape", "size", "colour_by_size", "half", "cell")
 
 
 def scene(
@@ -149,11 +163,34 @@ def scene(
     raise ValueError(f"--task must be colour, shape, size, colour_by_size, half or cell, got {task!r}")
 
 
+def grounding_rows(data: str, n_held_out: int = 16) -> tuple:
+    """``(draw, held_out)``: a drawer of ``data``'s train grounding rows and ``n_held_out`` val rows, each ``(frames, prompt, answer)``.
+
+    The rows ``tiny_cpu``'s SFT trains on (its fps, frame size, compact answer with grid think boxes), so a
+    probe stage with them in its batches keeps the answer the shipped stand-in writes.
+    """
+    from stvg_lab.data.synth import load_synthetic
+    from stvg_lab.task import prompt_text
+    from stvg_lab.train.dataset import ClipCache, sft_target
+    from stvg_lab.train.recipe import load_recipe
+
+    recipe = load_recipe("tiny_cpu")
+    cache = ClipCache.from_recipe(recipe)
+
+    def row(sample) -> tuple[np.ndarray, str, str]:
+        layout = cache.layout(sample)
+        return cache.get(sample).frames, prompt_text(sample, layout, recipe.answer_format), sft_target(sample, layout, recipe.answer_format, recipe.think_target)
+
+    train = load_synthetic(data, "train")
+    held_out = [row(s) for s in load_synthetic(data, "val")[:n_held_out]]
+    return (lambda rng: row(train[int(rng.integers(len(train)))])), held_out
+
+
 def main() -> None:
     """Parse the flags, build the stand-in, train, and log held-out loss, gap and exact match."""
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--name", required=True)
-    ap.add_argument("--task", default="cell", choices=("colour", "shape", "size", "colour_by_size", "half", "cell"))
+    ap.add_argument("--task", default="cell", help="colour, shape, size, colour_by_size, half or cell; '+'-joined (size+cell) mixes them, each scene's task drawn at random")
     ap.add_argument("--light", type=float, default=64.0, help="apply_lighting amplitude on R (x) and G (y)")
     ap.add_argument("--distractors", type=int, default=0)
     ap.add_argument("--move", action="store_true", help="the target moves; the cell question names a frame")
@@ -174,14 +211,25 @@ def main() -> None:
     ap.add_argument("--checkpoint", default=None, help="only score this checkpoint (e.g. an SFT run's final/) on the task's held-out scenes")
     ap.add_argument("--transplant-from", default=None, help="with --checkpoint: also score it with --parts taken from this checkpoint (which part did a later stage change?)")
     ap.add_argument("--parts", nargs="+", default=(), help="with --transplant-from: one scoring per entry, each a '+'-joined set of stvg_lab.model_parts.PARTS (e.g. vit+merger attention)")
+    ap.add_argument("--keep-grounding", default=None, metavar="DIR", help="also train on grounding SFT rows of this synthetic dataset's train split in every step (tiny_cpu's prompt and answer format)")
+    ap.add_argument("--keep-batch", type=int, default=4, help="with --keep-grounding: grounding rows per step")
+    ap.add_argument("--keep-share", type=float, default=0.5, help="with --keep-grounding: the grounding loss's weight; the probe's is 1 minus it")
     ap.add_argument("--save", action="store_true", help="save the trained model to <root>/<name>/final (a start for learnability_probe --model)")
     args = ap.parse_args()
-    if args.task in ("shape", "size", "colour_by_size") and args.appearance != "benchmark":
-        ap.error(f"--task {args.task} needs --appearance benchmark (squares have one shape and one size)")
+    tasks = args.task.split("+")
+    if unknown := [t for t in tasks if t not in TASKS]:
+        ap.error(f"--task: {', '.join(map(repr, unknown))} not among {', '.join(TASKS)}")
+    needs = [t for t in tasks if t in ("shape", "size", "colour_by_size")]
+    if needs and args.appearance != "benchmark":
+        ap.error(f"--task {'+'.join(needs)} needs --appearance benchmark (squares have one shape and one size)")
     if args.data and args.task != "cell":
         ap.error("--data asks the cell question only; leave --task at cell")
     if args.no_sentence and not args.data:
         ap.error("--no-sentence drops the sentence of --data's clips; drawn scenes have none")
+    if args.keep_grounding and args.checkpoint:
+        ap.error("--keep-grounding trains; --checkpoint only scores")
+    if not 0.0 <= args.keep_share <= 1.0 or args.keep_batch < 1:
+        ap.error("--keep-share must lie in [0, 1] and --keep-batch be at least 1")
     if bool(args.transplant_from) != bool(args.parts) or (args.transplant_from and not args.checkpoint):
         ap.error("--transplant-from and --parts go together, with --checkpoint")
 
@@ -223,14 +271,22 @@ def main() -> None:
             s = train[int(rng.integers(len(train)))]
             return clip_scene(s, cache.get(s), rng)
     else:
-        held_out = [scene(np.random.default_rng(10_000 + i), args.task, args.light, args.distractors, args.move, args.appearance) for i in range(64)]
+        # a mixed --task takes turns over the held-out scenes, so each task has its share of them
+        held_out = [scene(np.random.default_rng(10_000 + i), tasks[i % len(tasks)], args.light, args.distractors, args.move, args.appearance) for i in range(64)]
 
         def draw(rng: np.random.Generator) -> tuple[np.ndarray, str, str]:
-            return scene(rng, args.task, args.light, args.distractors, args.move, args.appearance)
+            task = tasks[0] if len(tasks) == 1 else tasks[rng.integers(len(tasks))]  # one task draws nothing more: its scenes stay as they were
+            return scene(rng, task, args.light, args.distractors, args.move, args.appearance)
+
+    if args.keep_grounding:
+        draw_grounding, ground_held_out = grounding_rows(args.keep_grounding)
 
     @torch.no_grad()
     def evaluate() -> dict:
         r = swap_gap(model, processor, held_out, batch_size=16)  # each question also gets the next scene's frames
+        if args.keep_grounding:  # is the grounding answer kept, and does it still read the frames?
+            g = swap_gap(model, processor, ground_held_out, batch_size=8)
+            r = {**r, **{f"ground_{k}": g[k] for k in ("own", "swapped", "gap")}}
         model.eval()
         hits = 0
         for frames, question, answer in held_out[:32]:
@@ -238,7 +294,7 @@ def main() -> None:
             out = model.generate(**x, max_new_tokens=8, do_sample=False)
             hits += processor.tokenizer.decode(out[0, x["input_ids"].shape[1] :], skip_special_tokens=True).strip() == answer
         model.train()
-        return {**{k: round(r[k], 4) for k in ("own", "swapped", "gap")}, "exact": hits / min(32, len(held_out))}
+        return {**{k: round(v, 4) for k, v in r.items() if k.endswith(("own", "swapped", "gap"))}, "exact": hits / min(32, len(held_out))}
 
     if args.checkpoint:
         head = {"name": args.name, "checkpoint": args.checkpoint, "data": args.data, "no_sentence": args.no_sentence,
@@ -257,19 +313,26 @@ def main() -> None:
         return
     opt = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=0.01)
     rng = np.random.default_rng(args.seed)
+    ground_rng = np.random.default_rng([args.seed, 1])  # its own stream: the probe's scenes are those of a run without --keep-grounding
     run.mkdir(parents=True, exist_ok=True)
     log = (run.parent / f"{args.name}.jsonl").open("w", encoding="utf-8")
     model.train()
     t0 = time.time()
     for step in range(1, args.steps + 1):
-        batch = [draw(rng) for _ in range(args.batch)]
-        loss = model(**build_model_inputs(processor, *(list(col) for col in zip(*batch)))).loss
+        loss = 0.0
+        if not args.keep_grounding or args.keep_share < 1.0:  # --keep-share 1 is grounding SFT alone: no probe forward
+            batch = [draw(rng) for _ in range(args.batch)]
+            loss = model(**build_model_inputs(processor, *(list(col) for col in zip(*batch)))).loss
+        if args.keep_grounding:  # the two token means weighed, not one mean over all tokens
+            rows = [draw_grounding(ground_rng) for _ in range(args.keep_batch)]
+            ground = model(**build_model_inputs(processor, *(list(col) for col in zip(*rows)))).loss
+            loss = (1.0 - args.keep_share) * loss + args.keep_share * ground
         opt.zero_grad()
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         opt.step()
         if step % args.every == 0 or step == args.steps:
-            row = {"name": args.name, "init": args.init, "data": args.data, "no_sentence": args.no_sentence, "text_first": text_first, "task": args.task, "light": args.light, "rope_theta": theta,
+            row = {"name": args.name, "init": args.init, "data": args.data, "keep_grounding": args.keep_grounding, "keep_share": args.keep_share if args.keep_grounding else None, "no_sentence": args.no_sentence, "text_first": text_first, "task": args.task, "light": args.light, "rope_theta": theta,
                    "distractors": args.distractors, "move": args.move, "appearance": args.appearance, "step": step, "train_loss": round(loss.item(), 4),
                    **evaluate(), "s": round(time.time() - t0)}
             print(json.dumps(row), flush=True)

@@ -67,3 +67,49 @@ def test_binding_tasks_need_the_benchmark_look(task, monkeypatch, capsys):
     with pytest.raises(SystemExit):
         probe.main()
     assert "--appearance benchmark" in capsys.readouterr().err
+
+
+def test_keep_grounding_rows_are_tiny_cpus_sft_rows(tmp_path):
+    """--keep-grounding trains on the rows the shipped SFT trained on: same frames, prompt and answer as build_sft_dataset."""
+    from stvg_lab.data.synth import generate_synthetic, load_synthetic
+    from stvg_lab.train.dataset import ClipCache, build_sft_dataset
+    from stvg_lab.train.recipe import load_recipe
+
+    root = generate_synthetic(tmp_path / "data", 3, 2, 0, seed=0, progress=False, workers=1)
+    draw, held_out = probe.grounding_rows(str(root), n_held_out=2)
+    recipe = load_recipe("tiny_cpu", data=str(root), aux_frame_cells=False)
+    cache = ClipCache.from_recipe(recipe)
+    for split, rows in (("val", held_out), ("train", [draw(np.random.default_rng(s)) for s in range(6)])):
+        ds = build_sft_dataset(load_synthetic(root, split), recipe, cache)
+        want = {}
+        for i in range(len(ds)):
+            user, assistant = ds[i]["messages"]
+            want[user["content"][1]["text"]] = (user["content"][0]["video"], assistant["content"][0]["text"])
+        assert len(rows) >= 2
+        for frames, prompt, answer in rows:
+            assert prompt in want, f"{split}: {prompt!r} is not an SFT prompt"
+            assert np.array_equal(frames, want[prompt][0]) and answer == want[prompt][1]
+            assert answer.startswith("<time>") and "<pred_bbox>" in answer
+    assert len({p for _, p, _ in held_out}) == 2  # the first two val clips, not one twice
+
+
+@pytest.mark.parametrize("flags, message", [
+    (["--keep-grounding", "d", "--checkpoint", "c"], "--checkpoint only scores"),
+    (["--keep-grounding", "d", "--keep-share", "1.5"], "--keep-share must lie in [0, 1]"),
+])
+def test_keep_grounding_flags_are_checked(flags, message, monkeypatch, capsys):
+    monkeypatch.setattr("sys.argv", ["position_probe.py", "--name", "x", *flags])
+    with pytest.raises(SystemExit):
+        probe.main()
+    assert message in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("task, message", [
+    ("size+cel", "'cel' not among"),
+    ("cell+size", "--task size needs --appearance benchmark"),
+])
+def test_mixed_tasks_are_checked(task, message, monkeypatch, capsys):
+    monkeypatch.setattr("sys.argv", ["position_probe.py", "--name", "x", "--task", task])
+    with pytest.raises(SystemExit):
+        probe.main()
+    assert message in capsys.readouterr().err
