@@ -52,7 +52,9 @@ the loss being ``(1 - share) * probe + share * grounding`` (``--keep-share``; ea
 rows, so the 1-3 token probe answers are not drowned by ~230-token ones). Why (LEARNING.md round 17): a
 probe stage alone overwrites the grounding answer, which 5,000 SFT steps after it do not bring back. Each
 logged line then also has ``ground_own`` / ``ground_swapped`` / ``ground_gap``: the grounding rows'
-teacher-forced loss on 16 val clips with their own and the next clip's frames.
+teacher-forced loss on 16 val clips with their own and the next clip's frames. ``--keep-share 1`` is
+grounding SFT alone in this loop (no probe forward): the control. A ``--save``d probe checkpoint has no
+``recipe.yaml``, so ``stvg-lab evaluate`` needs ``--format compact`` to score its grounding answers.
 
 ``--text-first`` asks with the question before the video (our chat template's text-first order,
 saved with ``--save``; a loaded checkpoint otherwise keeps its own order): the stand-in reads
