@@ -41,8 +41,10 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 import numpy as np
 
+from stvg_lab.video import PATCH_FACTOR as CELL  # one video token per 28-px cell (patch 14 x merge 2)
+
 HERE = Path(__file__).resolve().parent
-CELL, LIGHT = 28, 64.0
+LIGHT = 64.0
 
 
 def _sibling(name: str):

@@ -171,21 +171,19 @@ def grounding_rows(data: str, n_held_out: int = 16) -> tuple:
     The rows ``tiny_cpu``'s SFT trains on (its fps, frame size, compact answer with grid think boxes), so a
     probe stage with them in its batches keeps the answer the shipped stand-in writes.
     """
+    from stvg_lab.analysis.reliance import grounding_rows as rows_of
     from stvg_lab.data.synth import load_synthetic
-    from stvg_lab.task import prompt_text
-    from stvg_lab.train.dataset import ClipCache, sft_target
+    from stvg_lab.train.dataset import ClipCache
     from stvg_lab.train.recipe import load_recipe
 
     recipe = load_recipe("tiny_cpu")
-    cache = ClipCache.from_recipe(recipe)
+    cache = ClipCache.from_recipe(recipe)  # one cache: each clip is decoded once for the whole run
 
-    def row(sample) -> tuple[np.ndarray, str, str]:
-        layout = cache.layout(sample)
-        return cache.get(sample).frames, prompt_text(sample, layout, recipe.answer_format), sft_target(sample, layout, recipe.answer_format, recipe.think_target)
+    def rows(samples) -> list[tuple[np.ndarray, str, str]]:
+        return rows_of(samples, recipe.answer_format, think_target=recipe.think_target, cache=cache)
 
     train = load_synthetic(data, "train")
-    held_out = [row(s) for s in load_synthetic(data, "val")[:n_held_out]]
-    return (lambda rng: row(train[int(rng.integers(len(train)))])), held_out
+    return (lambda rng: rows([train[int(rng.integers(len(train)))]])[0]), rows(load_synthetic(data, "val")[:n_held_out])
 
 
 def main() -> None:
