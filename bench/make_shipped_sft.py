@@ -1,22 +1,30 @@
 """Make the CPU stand-in's SFT checkpoint and ship it in the package (stvg_lab/assets/checkpoints/tiny_cpu_sft).
 
-    OMP_NUM_THREADS=1 .venv/bin/python bench/make_shipped_sft.py            # curriculum + polish rounds, ~1.5 h on one core
+    OMP_NUM_THREADS=1 .venv/bin/python bench/make_shipped_sft.py            # curriculum + polish rounds + grounding stage, ~2.5 h on one core
+    OMP_NUM_THREADS=1 .venv/bin/python bench/make_shipped_sft.py --from-shipped runs/ground   # the grounding stage alone, from the polished checkpoint shipped now
     OMP_NUM_THREADS=1 .venv/bin/python bench/make_shipped_sft.py --from-run runs/sft   # export a finished plain tiny_cpu SFT run
 
-Default, two stages, each skipped where its output already exists in ``--root``:
+Default, three stages, each skipped where its output already exists in ``--root``:
 
 1. ``bench/curriculum.py --seed <tiny_cpu's seed> --data <--data> --root <--root> --min-sft 3`` (the default
    benchmark is generated when missing): the reader stages, then 3 x 2,500 steps of ``tiny_cpu``'s SFT
    (``sft3`` for seed 0; ``result.json`` names the round in ``sft_stage``);
 2. ``--polish-rounds`` rounds of ``tiny_cpu_polish`` (the same SFT at lr 3e-4, a fresh cosine cycle each)
    from that round's ``final``, into ``<root>/polish1``, ``polish2``, ...; each round's greedy numbers on the
-   50 val clips are kept (``<round>/val50``), which is how the number of rounds was chosen (bench/LEARNING.md round 15).
+   50 val clips are kept (``<round>/val50``), which is how the number of rounds was chosen (bench/LEARNING.md round 15);
+3. unless ``--no-ground``, one ``tiny_cpu_ground`` stage (the grounding rows alone, lr 1e-3 constant; its
+   length chosen on the val clips over two seeds, round 19) from the last round's ``final``, into ``<root>/ground``.
 
-The last round's ``final`` is exported with :func:`stvg_lab.train.shipped.export_checkpoint`.
-``provenance.json`` keeps the command, the recipe the last round ran, the curriculum's (its last SFT
-round's recipe must be ``tiny_cpu``'s apart from paths, logging and its start checkpoint; each polish round's
-``tiny_cpu_polish``'s), each probe stage's final gap, the stage wall times, the curriculum's own test numbers
-(``result.json``) and each polish round's wall time, final loss and val numbers.
+The last stage's ``final`` is exported with :func:`stvg_lab.train.shipped.export_checkpoint`.
+``provenance.json`` keeps the command, the recipe the last stage ran, the last polish round's
+(``polish_recipe``, when a grounding stage followed), the curriculum's (its last SFT round's recipe must be
+``tiny_cpu``'s apart from paths, logging and its start checkpoint; each polish round's ``tiny_cpu_polish``'s,
+the grounding stage's ``tiny_cpu_ground``'s), each probe stage's final gap, the stage wall times, the
+curriculum's own test numbers (``result.json``) and each later stage's wall time, final loss and val numbers.
+
+``--from-shipped RUN`` is stage 3 alone, from the checkpoint the package ships when that one ends with its
+polish rounds (its weights are the last round's ``final``): how the checkpoint shipped since round 19 was
+made, without re-running the 1.5 h before it. Its provenance keeps the old one's curriculum and polish records.
 
 ``--from-run`` exports an SFT run that already finished (``stvg-lab train sft``, a fresh stand-in;
 its ``recipe.yaml`` must be ``tiny_cpu``'s): the pre-curriculum way, which gives a stand-in that
@@ -82,36 +90,68 @@ def val_metrics(checkpoint: Path, data: str | Path, out: Path) -> dict:
     return {"n": m["n"], "parse_rate": 1 - m["parse_failure_rate"], **{f"pred_{k}": m["pred"][k] for k in ("m_tIoU", "m_vIoU", "vIoU@0.3")}}
 
 
-def polish(root: Path, start: Path, rounds: int, data: str, seed: int) -> list[dict]:
-    """Rounds ``polish1`` .. ``polish<rounds>`` of ``tiny_cpu_polish``, each from the previous round's ``final``.
+def sft_stage(run: Path, recipe_name: str, model: Path | str, data: str, seed: int, label: str) -> dict:
+    """One SFT stage of ``recipe_name`` from ``model`` into ``run``; returns folder, wall time, final loss, val numbers.
 
-    A round whose ``final`` exists is kept when its recipe is this one's (same start checkpoint, seed
-    and SFT fields), refused otherwise; a round cut short resumes from its last checkpoint.
-    Returns one record per round: folder, wall time, final loss, val numbers.
+    A stage whose ``final`` exists is kept when its recipe is this one's (same start checkpoint, seed
+    and SFT fields), refused otherwise; a stage cut short resumes from its last checkpoint.
     """
     from stvg_lab.train.logging import read_log
     from stvg_lab.train.recipe import load_recipe
     from stvg_lab.train.sft import run_sft
     from stvg_lab.train.shipped import sft_recipe_differences
 
+    recipe = load_recipe(recipe_name, model=str(model), data=str(data), seed=seed, output_dir=str(run))
+    if (run / "final" / "model.safetensors").is_file():
+        diff = sft_recipe_differences(load_recipe(run / "recipe.yaml").to_dict(), recipe.to_dict())
+        if diff:
+            sys.exit(f"{run}/recipe.yaml differs from {label} {recipe_name} in {diff}; move {run} away to retrain it")
+    else:
+        run_sft(recipe, resume=run.is_dir())
+    log = read_log(run)
+    losses = [r["loss"] for r in log if "loss" in r]
+    runtime = [r["train_runtime"] for r in log if "train_runtime" in r]  # one per start: a resumed stage has several
+    record = {"dir": str(run), "model": str(model), "wall_s": round(sum(runtime)) if runtime else None,
+              "final_loss": losses[-1] if losses else None, "val": val_metrics(run / "final", data, run / "val50")}
+    logging.getLogger("ship").info("%s: %s", run, json.dumps(record["val"]))
+    return record
+
+
+def polish(root: Path, start: Path, rounds: int, data: str, seed: int) -> list[dict]:
+    """Rounds ``polish1`` .. ``polish<rounds>`` of ``tiny_cpu_polish``, each from the previous round's ``final``."""
     records, model = [], start
     for k in range(1, rounds + 1):
         run = root / f"polish{k}"
-        recipe = load_recipe("tiny_cpu_polish", model=str(model), data=str(data), seed=seed, output_dir=str(run))
-        if (run / "final" / "model.safetensors").is_file():
-            diff = sft_recipe_differences(load_recipe(run / "recipe.yaml").to_dict(), recipe.to_dict())
-            if diff:
-                sys.exit(f"{run}/recipe.yaml differs from this round's tiny_cpu_polish in {diff}; move {run} away to retrain it")
-        else:
-            run_sft(recipe, resume=run.is_dir())
-        log = read_log(run)
-        losses = [r["loss"] for r in log if "loss" in r]
-        runtime = [r["train_runtime"] for r in log if "train_runtime" in r]
-        records.append({"round": f"polish{k}", "dir": str(run), "model": str(model), "wall_s": round(runtime[-1]) if runtime else None,
-                        "final_loss": losses[-1] if losses else None, "val": val_metrics(run / "final", data, run / "val50")})
-        logging.getLogger("ship").info("%s: %s", run, json.dumps(records[-1]["val"]))
+        records.append({"round": f"polish{k}", **sft_stage(run, "tiny_cpu_polish", model, data, seed, "this round's")})
         model = run / "final"
     return records
+
+
+def ground(run: Path, start: Path | str, data: str, seed: int) -> dict:
+    """The grounding stage (``tiny_cpu_ground``: grounding rows alone, lr constant) from ``start`` into ``run``."""
+    return {"round": "ground", **sft_stage(run, "tiny_cpu_ground", start, data, seed, "the stage's")}
+
+
+def from_shipped(run: Path, data: str) -> tuple[Path, dict]:
+    """The grounding stage from the checkpoint the package ships now, when that one ends with its polish rounds.
+
+    Its weights are the last polish round's ``final`` (:func:`export_checkpoint` copies them), so this is
+    the full chain's last stage without re-running the curriculum. Returns the stage's folder and what the
+    new provenance keeps of the old one: its curriculum and polish records, and its recipe as ``polish_recipe``.
+    """
+    from stvg_lab.train.recipe import load_recipe
+    from stvg_lab.train.shipped import SHIPPED_DIR, read_provenance
+
+    shipped = SHIPPED_DIR / "tiny_cpu_sft"
+    old = read_provenance(shipped)
+    if old.get("ground") or not old.get("polish"):
+        sys.exit(f"{shipped} does not end with polish rounds (it has {'a grounding stage' if old.get('ground') else 'none'}); "
+                 "--from-shipped adds the grounding stage to a polished checkpoint only")
+    model = os.path.relpath(shipped, Path.cwd())  # the string the stage's recipe records (the repo root: stvg_lab/assets/...)
+    record = ground(run, model, data, load_recipe("tiny_cpu").seed)
+    keep = {"curriculum": old["curriculum"], "polish": old["polish"], "polish_recipe": old["recipe"], "polish_command": old["command"],
+            "polish_git_commit": old.get("git_commit")}
+    return run, {**keep, "ground": record}
 
 
 def main() -> None:
@@ -119,13 +159,18 @@ def main() -> None:
     ap.add_argument("--data", default="data/synthetic")
     ap.add_argument("--root", default=None, help="the curriculum's folder (default bench/out/curriculum/seed<k>_synthetic)")
     ap.add_argument("--polish-rounds", type=int, default=None, help=f"tiny_cpu_polish rounds after the curriculum (default {POLISH_ROUNDS}; 0: none)")
+    ap.add_argument("--no-ground", action="store_true", help="stop after the polish rounds (the checkpoint shipped before round 19)")
+    ap.add_argument("--from-shipped", default=None, metavar="RUN",
+                    help="only the grounding stage, into RUN, from the polished checkpoint the package ships now; ships its result")
     ap.add_argument("--from-run", default=None, help="export this finished plain SFT run directory instead")
     ap.add_argument("--dest", default=None, help="default: the package's shipped checkpoint folder")
     ap.add_argument("--note", default=None, help="free text kept in provenance.json")
     args = ap.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
-    if args.from_run and args.polish_rounds:
-        ap.error("--polish-rounds follows the curriculum; --from-run exports a finished run as it is")
+    if args.from_run and (args.polish_rounds or args.from_shipped):
+        ap.error("--polish-rounds and --from-shipped follow the curriculum; --from-run exports a finished run as it is")
+    if args.from_shipped and (args.root or args.polish_rounds is not None or args.no_ground):
+        ap.error("--from-shipped runs the grounding stage alone; --root, --polish-rounds and --no-ground belong to the full chain")
     rounds = POLISH_ROUNDS if args.polish_rounds is None else args.polish_rounds
 
     from stvg_lab.data.synth import ensure_synthetic
@@ -136,8 +181,13 @@ def main() -> None:
     ensure_synthetic(args.data, progress=True)  # the default benchmark (3,000/50/100 clips, seed 0)
     shipped = load_recipe("tiny_cpu")
     prefix = "OMP_NUM_THREADS=1 .venv/bin/python bench/"
-    polished = None
-    if args.from_run:
+    polished, kept = None, {}
+    if args.from_shipped:
+        run_dir, kept = from_shipped(Path(args.from_shipped), args.data)
+        curriculum, polished = kept.pop("curriculum"), kept.pop("polish")
+        # the polished checkpoint's own command, which this script now runs with --no-ground, then this stage
+        command = f"{kept.pop('polish_command')} --no-ground && {prefix}make_shipped_sft.py --from-shipped {args.from_shipped}"
+    elif args.from_run:
         run_dir, curriculum = Path(args.from_run), None
         command = f"{prefix}make_shipped_sft.py --from-run {args.from_run}"
     else:
@@ -149,19 +199,24 @@ def main() -> None:
         curriculum = curriculum_record(root)
         run_dir = root / curriculum["sft_stage"]
         command = (f"{prefix}curriculum.py --seed {shipped.seed} --data {args.data} --root {root} --min-sft {MIN_SFT_ROUNDS}"
-                   f" && {prefix}make_shipped_sft.py --root {root} --polish-rounds {rounds}")
-    used = load_recipe(run_dir / "recipe.yaml")
-    diff = provenance_differences({"recipe": used.to_dict(), "curriculum": curriculum}, shipped.to_dict())
-    if diff:
-        sys.exit(f"{run_dir}/recipe.yaml differs from tiny_cpu in {diff}; retrain with tiny_cpu.yaml as it is")
-    if curriculum is not None:
+                   f" && {prefix}make_shipped_sft.py --root {root} --polish-rounds {rounds}" + (" --no-ground" if args.no_ground else ""))
+    if not args.from_shipped:
+        used = load_recipe(run_dir / "recipe.yaml")
+        diff = provenance_differences({"recipe": used.to_dict(), "curriculum": curriculum}, shipped.to_dict())
+        if diff:
+            sys.exit(f"{run_dir}/recipe.yaml differs from tiny_cpu in {diff}; retrain with tiny_cpu.yaml as it is")
+    if curriculum is not None and not args.from_shipped:
         curriculum["recipe"] = used.to_dict()
         curriculum["val"] = val_metrics(run_dir / "final", args.data, run_dir / "val50")
         if rounds:
             polished = polish(root, run_dir / "final", rounds, args.data, shipped.seed)
             run_dir = Path(polished[-1]["dir"])
+            if not args.no_ground:
+                kept = {"polish_recipe": load_recipe(run_dir / "recipe.yaml").to_dict(),
+                        "ground": ground(root / "ground", run_dir / "final", args.data, shipped.seed)}
+                run_dir = root / "ground"
     losses = [r["loss"] for r in read_log(run_dir) if "loss" in r]
-    extra = {"command": command, "final_loss": losses[-1] if losses else None, "curriculum": curriculum, "polish": polished, "note": args.note}
+    extra = {"command": command, "final_loss": losses[-1] if losses else None, "curriculum": curriculum, "polish": polished, **kept, "note": args.note}
     dest = export_checkpoint(run_dir / "final", args.data, args.dest or SHIPPED_DIR / "tiny_cpu_sft", extra)
     logging.getLogger("ship").info("shipped %s (%s)", dest, json.dumps(extra))
 

@@ -249,3 +249,53 @@ def test_polish_rounds_chain_from_the_start_and_refuse_another_start(tmp_path):
         make_shipped.polish(tmp_path, tmp_path / "sft2" / "final", 2, "data/synthetic", 0)
     with pytest.raises(SystemExit, match=r"\['seed'\]"):
         make_shipped.polish(tmp_path, start, 1, "data/synthetic", 1)
+
+
+def _ground_stage(run: Path, model: str, seed: int = 0) -> None:
+    """A finished tiny_cpu_ground stage as make_shipped_sft.ground leaves it, resumed once (two starts in its log)."""
+    import os
+
+    from stvg_lab.train.recipe import load_recipe
+
+    (run / "final").mkdir(parents=True)
+    (run / "final" / "model.safetensors").write_bytes(b"")
+    load_recipe("tiny_cpu_ground", model=model, seed=seed, output_dir=str(run)).save(run / "recipe.yaml")
+    rows = [{"step": 6000, "loss": 0.32}, {"step": 6000, "train_runtime": 2320.9}, {"step": 12000, "loss": 0.25}, {"step": 12000, "train_runtime": 2000.2}]
+    (run / "log.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    (run / "val50").mkdir()
+    (run / "val50" / "metrics.json").write_text(json.dumps({"n": 50, "parse_failure_rate": 0.0, "pred": {"m_tIoU": 0.75, "m_vIoU": 0.2, "vIoU@0.3": 0.3}}))
+    os.utime(run / "final" / "model.safetensors", (1, 1))
+
+
+def test_ground_stage_counts_every_start_and_refuses_another_start(tmp_path):
+    start = tmp_path / "polish3" / "final"
+    _ground_stage(tmp_path / "ground", str(start))
+    record = make_shipped.ground(tmp_path / "ground", start, "data/synthetic", 0)
+    assert (record["round"], record["model"], record["wall_s"], record["final_loss"]) == ("ground", str(start), 4321, 0.25)
+    assert record["val"]["pred_m_vIoU"] == 0.2
+    with pytest.raises(SystemExit, match=r"ground/recipe.yaml differs from the stage's tiny_cpu_ground in \['model'\]"):
+        make_shipped.ground(tmp_path / "ground", tmp_path / "polish2" / "final", "data/synthetic", 0)
+
+
+def test_from_shipped_adds_the_ground_stage_to_a_polished_checkpoint_only(tmp_path, monkeypatch):
+    import stvg_lab.train.shipped as shipped
+
+    monkeypatch.setattr(shipped, "SHIPPED_DIR", tmp_path / "ship")
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "ship" / "tiny_cpu_sft").mkdir(parents=True)
+
+    def provenance(**fields):
+        (tmp_path / "ship" / "tiny_cpu_sft" / "provenance.json").write_text(json.dumps(fields))
+
+    provenance(recipe={"name": "tiny_cpu"}, command="x", curriculum=None, polish=None)
+    with pytest.raises(SystemExit, match="does not end with polish rounds.*none"):
+        make_shipped.from_shipped(tmp_path / "ground", "data/synthetic")
+    provenance(recipe={"name": "tiny_cpu_ground"}, command="x", curriculum={}, polish=[{}], ground={"round": "ground"})
+    with pytest.raises(SystemExit, match="a grounding stage"):
+        make_shipped.from_shipped(tmp_path / "ground", "data/synthetic")
+    polish_recipe = {"name": "tiny_cpu_polish", "learning_rate": 3e-4}
+    provenance(recipe=polish_recipe, command="c", curriculum={"seed": 0}, polish=[{"round": "polish1"}], git_commit="abc")
+    _ground_stage(tmp_path / "ground", "ship/tiny_cpu_sft")  # the model path as the stage's recipe records it
+    run, kept = make_shipped.from_shipped(tmp_path / "ground", "data/synthetic")
+    assert run == tmp_path / "ground" and kept["polish_recipe"] == polish_recipe and kept["ground"]["model"] == "ship/tiny_cpu_sft"
+    assert (kept["curriculum"], kept["polish"], kept["polish_command"], kept["polish_git_commit"]) == ({"seed": 0}, [{"round": "polish1"}], "c", "abc")

@@ -227,3 +227,10 @@ def test_trained_answer_format_reads_the_checkpoints_recipe(tmp_path):
     assert trained_answer_format(tmp_path, "compact") == "compact"  # no recipe.yaml: the default
     load_recipe("tiny_cpu", answer_format="compact_labels").save(tmp_path / "recipe.yaml")
     assert trained_answer_format(tmp_path, "compact") == "compact_labels"
+
+
+def test_the_ground_recipe_is_the_round_19_stage():
+    # what bench/out/round19 ran as tiny_cpu_polish with --set (LEARNING.md rounds 18-19); the recipe must stay that run
+    ground = load_recipe("tiny_cpu_ground")
+    swept = load_recipe("tiny_cpu_polish", learning_rate=1e-3, lr_scheduler_type="constant", aux_frame_cells=False, max_steps=12000)
+    assert replace(ground, name=swept.name) == swept

@@ -93,3 +93,15 @@ def test_export_writes_provenance_and_nothing_half_done(tmp_path, data):
     with pytest.raises(FileNotFoundError, match="model.safetensors"):
         export_checkpoint(tmp_path / "empty", data, tmp_path / "ship2")
     assert not (tmp_path / "ship2").exists() and not list(tmp_path.glob(".ship2.partial-*"))
+
+
+def test_stage_differences_checks_the_polish_round_behind_a_ground_stage():
+    tiny, polish = load_recipe("tiny_cpu").to_dict(), load_recipe("tiny_cpu_polish").to_dict()
+    ground = load_recipe("tiny_cpu_ground").to_dict()
+    curriculum = {"seed": 0, "recipe": {**tiny, "model": "root/sft3/final"}}
+    # the stage picks the recipe: a ground stage run as `--recipe tiny_cpu_polish --set ...` is still checked as tiny_cpu_ground
+    grounded = {"recipe": {**ground, "name": "tiny_cpu_polish", "model": "shipped"}, "curriculum": curriculum, "polish": [{"round": "polish1"}],
+                "polish_recipe": {**polish, "model": "root/polish2/final"}, "ground": {"round": "ground"}}
+    assert stage_differences(grounded) == {"tiny_cpu_ground": [], "tiny_cpu_polish": [], "tiny_cpu": []}
+    assert stage_differences({**grounded, "polish_recipe": {**polish, "warmup_ratio": 0.05}})["tiny_cpu_polish"] == ["warmup_ratio"]
+    assert stage_differences({**grounded, "recipe": {**ground, "aux_frame_cells": True}})["tiny_cpu_ground"] == ["aux_frame_cells"]

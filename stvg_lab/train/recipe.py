@@ -1,6 +1,6 @@
 """Training recipes: every knob of an SFT or GRPO run in one dataclass, read from YAML and saved with the run.
 
-Five recipes ship in ``stvg_lab/recipes/``:
+Six recipes ship in ``stvg_lab/recipes/``:
 
 * ``paper.yaml``: the paper's §4 values (AdamW, lr 1e-6, weight decay 1e-2, global batch 128
   through gradient accumulation, 8 rollouts, λk = 0.5, 2 fps, longer side ≤ 336) for
@@ -11,6 +11,8 @@ Five recipes ship in ``stvg_lab/recipes/``:
   needs on two CPU cores: a higher learning rate, a small batch, a few hundred steps.
 * ``tiny_cpu_polish.yaml``: more rounds of the same SFT at a third of the learning rate, which the shipped
   SFT checkpoint ran after the curriculum (bench/make_shipped_sft.py, bench/LEARNING.md round 15).
+* ``tiny_cpu_ground.yaml``: the grounding rows alone (no cell rows) at ``tiny_cpu``'s rate held constant,
+  the shipped checkpoint's last stage after the polish rounds (bench/LEARNING.md rounds 18-19).
 * ``tiny_cpu_grpo.yaml``: its GRPO stage with the paper's five rewards (what ``make demo`` runs).
 * ``tiny_cpu_grpo_metric.yaml``: the same stage with the test metric as the spatial reward, not
   the paper's (bench/LEARNING.md round 12).

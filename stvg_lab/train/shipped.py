@@ -1,10 +1,11 @@
 """The SFT checkpoint of the CPU stand-in that ships inside the package.
 
-    python bench/make_shipped_sft.py          # remakes it (curriculum + polish, ~1.5 h on one core) and replaces the shipped copy
+    python bench/make_shipped_sft.py          # remakes it (curriculum + polish + grounding stage, ~2.5 h on one core) and replaces the shipped copy
 
 Why ship one: a from-scratch stand-in reads the frames only after a curriculum (bench/curriculum.py,
 bench/LEARNING.md round 5: cell questions, text first, then 3 x 2,500 steps of the ``tiny_cpu`` SFT) and
-its pred boxes only after more SFT at a lower rate (``tiny_cpu_polish`` rounds, round 15): longer than
+its pred boxes only after more SFT at a lower rate (``tiny_cpu_polish`` rounds, round 15) and a long
+stage of the grounding rows alone at a constant rate (``tiny_cpu_ground``, round 19): longer than
 ``make demo`` should spend, so the demo starts GRPO and the ablations from this checkpoint.
 ``stvg-lab demo --from-scratch`` trains the ``tiny_cpu`` SFT alone from a fresh stand-in: the same
 recipe without the reader stages or the polish, a model that learns the format and the sentence's
@@ -65,19 +66,25 @@ def provenance_differences(provenance: dict[str, Any], recipe: dict[str, Any]) -
 
 
 def stage_differences(provenance: dict[str, Any]) -> dict[str, list[str]]:
-    """Each SFT stage behind a shipped checkpoint against the shipped recipe it names, as that recipe is now.
+    """Each SFT stage behind a shipped checkpoint against the shipped recipe of that stage, as that recipe is now.
 
-    ``{recipe name: differing fields}``: the last stage (``provenance["recipe"]``: ``tiny_cpu``, or
-    ``tiny_cpu_polish`` after polish rounds) and, after polish rounds, the curriculum's last SFT round
-    (``provenance["curriculum"]["recipe"]``, ``tiny_cpu``). A change to either YAML that changes SFT
-    must come with a retrained checkpoint.
+    ``{recipe name: differing fields}``: the last stage (``provenance["recipe"]``: ``tiny_cpu``,
+    ``tiny_cpu_polish`` after polish rounds, ``tiny_cpu_ground`` after the grounding stage), the last
+    polish round before a grounding stage (``provenance["polish_recipe"]``, ``tiny_cpu_polish``) and,
+    after polish rounds, the curriculum's last SFT round (``provenance["curriculum"]["recipe"]``,
+    ``tiny_cpu``). The stage, not the name a run recorded, picks the recipe: a stage run by hand as
+    ``--recipe tiny_cpu_polish --set ...`` is checked against what the stage ships. A change to any of
+    these YAMLs that changes SFT must come with a retrained checkpoint.
     """
     from stvg_lab.train.recipe import load_recipe
 
-    stages = [provenance]
+    last = "tiny_cpu_ground" if provenance.get("ground") else "tiny_cpu_polish" if provenance.get("polish") else "tiny_cpu"
+    stages = {last: provenance}
+    if provenance.get("ground"):
+        stages["tiny_cpu_polish"] = {"recipe": provenance["polish_recipe"], "curriculum": provenance["curriculum"]}
     if provenance.get("polish"):
-        stages.append({"recipe": provenance["curriculum"]["recipe"], "curriculum": provenance["curriculum"]})
-    return {s["recipe"]["name"]: provenance_differences(s, load_recipe(s["recipe"]["name"]).to_dict()) for s in stages}
+        stages["tiny_cpu"] = {"recipe": provenance["curriculum"]["recipe"], "curriculum": provenance["curriculum"]}
+    return {name: provenance_differences(s, load_recipe(name).to_dict()) for name, s in stages.items()}
 
 
 def shipped_checkpoint(name: str = "tiny_cpu_sft") -> Path:
