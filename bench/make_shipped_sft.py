@@ -172,6 +172,8 @@ def main() -> None:
     if args.from_shipped and (args.root or args.polish_rounds is not None or args.no_ground):
         ap.error("--from-shipped runs the grounding stage alone; --root, --polish-rounds and --no-ground belong to the full chain")
     rounds = POLISH_ROUNDS if args.polish_rounds is None else args.polish_rounds
+    if rounds == 0 and not (args.no_ground or args.from_run):
+        ap.error("the grounding stage starts from the last polish round; --polish-rounds 0 needs --no-ground")
 
     from stvg_lab.data.synth import ensure_synthetic
     from stvg_lab.train.logging import read_log
@@ -200,15 +202,15 @@ def main() -> None:
         run_dir = root / curriculum["sft_stage"]
         command = (f"{prefix}curriculum.py --seed {shipped.seed} --data {args.data} --root {root} --min-sft {MIN_SFT_ROUNDS}"
                    f" && {prefix}make_shipped_sft.py --root {root} --polish-rounds {rounds}" + (" --no-ground" if args.no_ground else ""))
-    if not args.from_shipped:
+    if not args.from_shipped:  # --from-shipped checked its stage against tiny_cpu_ground already
         used = load_recipe(run_dir / "recipe.yaml")
         diff = provenance_differences({"recipe": used.to_dict(), "curriculum": curriculum}, shipped.to_dict())
         if diff:
             sys.exit(f"{run_dir}/recipe.yaml differs from tiny_cpu in {diff}; retrain with tiny_cpu.yaml as it is")
-    if curriculum is not None and not args.from_shipped:
-        curriculum["recipe"] = used.to_dict()
-        curriculum["val"] = val_metrics(run_dir / "final", args.data, run_dir / "val50")
-        if rounds:
+        if curriculum is not None:
+            curriculum["recipe"] = used.to_dict()
+            curriculum["val"] = val_metrics(run_dir / "final", args.data, run_dir / "val50")
+        if curriculum is not None and rounds:
             polished = polish(root, run_dir / "final", rounds, args.data, shipped.seed)
             run_dir = Path(polished[-1]["dir"])
             if not args.no_ground:

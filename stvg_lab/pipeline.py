@@ -1,6 +1,6 @@
 """The main job (``make demo`` / ``stvg-lab demo``): the whole STVG-o1 recipe at CPU scale.
 
-    stvg-lab demo                       # ~11-13 min on 2 cores; report in runs/demo/report.md
+    stvg-lab demo                       # ~9-13 min on 2 cores; report in runs/demo/report.md
     stvg-lab demo --from-scratch        # also trains SFT (+~13 min) from a fresh stand-in instead of the shipped checkpoint
     stvg-lab demo --quick               # a smoke run in about a minute (tests use it)
 

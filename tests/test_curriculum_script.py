@@ -299,3 +299,16 @@ def test_from_shipped_adds_the_ground_stage_to_a_polished_checkpoint_only(tmp_pa
     run, kept = make_shipped.from_shipped(tmp_path / "ground", "data/synthetic")
     assert run == tmp_path / "ground" and kept["polish_recipe"] == polish_recipe and kept["ground"]["model"] == "ship/tiny_cpu_sft"
     assert (kept["curriculum"], kept["polish"], kept["polish_command"], kept["polish_git_commit"]) == ({"seed": 0}, [{"round": "polish1"}], "c", "abc")
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--polish-rounds", "0"], "--polish-rounds 0 needs --no-ground"),
+    (["--from-shipped", "runs/g", "--no-ground"], "--from-shipped runs the grounding stage alone"),
+    (["--from-shipped", "runs/g", "--root", "r"], "--from-shipped runs the grounding stage alone"),
+    (["--from-run", "runs/sft", "--from-shipped", "runs/g"], "--from-run exports a finished run as it is"),
+])
+def test_make_shipped_refuses_flags_that_do_not_go_together(monkeypatch, capsys, argv, message):
+    monkeypatch.setattr("sys.argv", ["make_shipped_sft.py", *argv])
+    with pytest.raises(SystemExit) as e:
+        make_shipped.main()
+    assert e.value.code == 2 and message in capsys.readouterr().err
