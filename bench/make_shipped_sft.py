@@ -145,8 +145,8 @@ def from_shipped(run: Path, data: str) -> tuple[Path, dict]:
     shipped = SHIPPED_DIR / "tiny_cpu_sft"
     old = read_provenance(shipped)
     if old.get("ground") or not old.get("polish"):
-        sys.exit(f"{shipped} does not end with polish rounds (it has {'a grounding stage' if old.get('ground') else 'none'}); "
-                 "--from-shipped adds the grounding stage to a polished checkpoint only")
+        has = "a grounding stage already" if old.get("ground") else "no polish rounds"
+        sys.exit(f"{shipped} does not end with polish rounds (it has {has}); --from-shipped adds the grounding stage to a polished checkpoint only")
     model = os.path.relpath(shipped, Path.cwd())  # the string the stage's recipe records (the repo root: stvg_lab/assets/...)
     record = ground(run, model, data, load_recipe("tiny_cpu").seed)
     keep = {"curriculum": old["curriculum"], "polish": old["polish"], "polish_recipe": old["recipe"], "polish_command": old["command"],
