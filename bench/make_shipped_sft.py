@@ -132,14 +132,13 @@ def ground(run: Path, start: Path | str, data: str, seed: int) -> dict:
     return {"round": "ground", **sft_stage(run, "tiny_cpu_ground", start, data, seed, "the stage's")}
 
 
-def from_shipped(run: Path, data: str) -> tuple[Path, dict]:
+def from_shipped(run: Path, data: str, seed: int) -> tuple[Path, dict]:
     """The grounding stage from the checkpoint the package ships now, when that one ends with its polish rounds.
 
     Its weights are the last polish round's ``final`` (:func:`export_checkpoint` copies them), so this is
     the full chain's last stage without re-running the curriculum. Returns the stage's folder and what the
     new provenance keeps of the old one: its curriculum and polish records, and its recipe as ``polish_recipe``.
     """
-    from stvg_lab.train.recipe import load_recipe
     from stvg_lab.train.shipped import SHIPPED_DIR, read_provenance
 
     shipped = SHIPPED_DIR / "tiny_cpu_sft"
@@ -148,7 +147,7 @@ def from_shipped(run: Path, data: str) -> tuple[Path, dict]:
         has = "a grounding stage already" if old.get("ground") else "no polish rounds"
         sys.exit(f"{shipped} does not end with polish rounds (it has {has}); --from-shipped adds the grounding stage to a polished checkpoint only")
     model = os.path.relpath(shipped, Path.cwd())  # the string the stage's recipe records (the repo root: stvg_lab/assets/...)
-    record = ground(run, model, data, load_recipe("tiny_cpu").seed)
+    record = ground(run, model, data, seed)
     keep = {"curriculum": old["curriculum"], "polish": old["polish"], "polish_recipe": old["recipe"], "polish_command": old["command"],
             "polish_git_commit": old.get("git_commit")}
     return run, {**keep, "ground": record}
@@ -185,7 +184,7 @@ def main() -> None:
     prefix = "OMP_NUM_THREADS=1 .venv/bin/python bench/"
     polished, kept = None, {}
     if args.from_shipped:
-        run_dir, kept = from_shipped(Path(args.from_shipped), args.data)
+        run_dir, kept = from_shipped(Path(args.from_shipped), args.data, shipped.seed)
         curriculum, polished = kept.pop("curriculum"), kept.pop("polish")
         # the polished checkpoint's own command, which this script now runs with --no-ground, then this stage
         command = f"{kept.pop('polish_command')} --no-ground && {prefix}make_shipped_sft.py --from-shipped {args.from_shipped}"

@@ -89,8 +89,10 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 import numpy as np
 
+from stvg_lab.video import PATCH_FACTOR as CELL  # one Qwen2.5-VL video token per 28-px cell (patch 14 x merge 2)
+
 COLOURS = ("red", "green", "blue", "yellow")  # four well-separated entries of the benchmark's palette
-SIZE, SQUARE, CELL = 112, 24, 28  # frame side, square side, Qwen2.5-VL token (patch 14 x merge 2)
+SIZE, SQUARE = 112, 24  # frame side, square side
 TASKS = ("colour", "shape", "size", "colour_by_size", "half", "cell")
 
 
@@ -162,7 +164,7 @@ def scene(
         return frames, f"Is the {name} on the left or the right?", "left" if cx < SIZE / 2 else "right"
     if task == "cell":
         return frames, f"In which cell of the 4x4 grid is the {name}{where}?", f"{int(cy // CELL)}{int(cx // CELL)}"
-    raise ValueError(f"--task must be colour, shape, size, colour_by_size, half or cell, got {task!r}")
+    raise ValueError(f"--task must be {', '.join(TASKS[:-1])} or {TASKS[-1]}, got {task!r}")
 
 
 def grounding_rows(data: str, n_held_out: int = 16) -> tuple:

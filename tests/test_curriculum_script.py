@@ -289,14 +289,14 @@ def test_from_shipped_adds_the_ground_stage_to_a_polished_checkpoint_only(tmp_pa
 
     provenance(recipe={"name": "tiny_cpu"}, command="x", curriculum=None, polish=None)
     with pytest.raises(SystemExit, match="does not end with polish rounds .it has no polish rounds"):
-        make_shipped.from_shipped(tmp_path / "ground", "data/synthetic")
+        make_shipped.from_shipped(tmp_path / "ground", "data/synthetic", 0)
     provenance(recipe={"name": "tiny_cpu_ground"}, command="x", curriculum={}, polish=[{}], ground={"round": "ground"})
     with pytest.raises(SystemExit, match="it has a grounding stage already"):
-        make_shipped.from_shipped(tmp_path / "ground", "data/synthetic")
+        make_shipped.from_shipped(tmp_path / "ground", "data/synthetic", 0)
     polish_recipe = {"name": "tiny_cpu_polish", "learning_rate": 3e-4}
     provenance(recipe=polish_recipe, command="c", curriculum={"seed": 0}, polish=[{"round": "polish1"}], git_commit="abc")
     _ground_stage(tmp_path / "ground", "ship/tiny_cpu_sft")  # the model path as the stage's recipe records it
-    run, kept = make_shipped.from_shipped(tmp_path / "ground", "data/synthetic")
+    run, kept = make_shipped.from_shipped(tmp_path / "ground", "data/synthetic", 0)
     assert run == tmp_path / "ground" and kept["polish_recipe"] == polish_recipe and kept["ground"]["model"] == "ship/tiny_cpu_sft"
     assert (kept["curriculum"], kept["polish"], kept["polish_command"], kept["polish_git_commit"]) == ({"seed": 0}, [{"round": "polish1"}], "c", "abc")
 
