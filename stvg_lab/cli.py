@@ -5,6 +5,8 @@
     stvg-lab train sft --recipe tiny_cpu --out runs/sft
     stvg-lab train grpo --recipe tiny_cpu_grpo --init-from runs/sft/final --out runs/grpo
     stvg-lab evaluate --model runs/grpo/final --data data/synthetic --split test --out runs/eval
+    stvg-lab average --out runs/sft/avg runs/sft/checkpoint-1000 runs/sft/checkpoint-1500 runs/sft/checkpoint-2000
+    stvg-lab compare --a runs/eval_x0 runs/eval_x1 --b runs/eval_y0 runs/eval_y1   # a - b, bootstrap interval
 
 Each sub-command is a thin shell over a function of the package, so notebooks call the same
 code. Heavy imports (torch, transformers) happen inside the command that needs them.
@@ -64,6 +66,22 @@ def _evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _average(args: argparse.Namespace) -> int:
+    from stvg_lab.train.averaging import average_checkpoints
+
+    print(f"averaged checkpoint: {average_checkpoints(args.checkpoints, args.out)}")
+    return 0
+
+
+def _compare(args: argparse.Namespace) -> int:
+    from stvg_lab.analysis.paired import compare_evaluations, difference_table
+
+    rows = compare_evaluations(args.a, args.b, metrics=args.metrics, tube=args.tube, n_boot=args.n_boot, level=args.level,
+                               seed=args.seed)
+    print(difference_table({"a - b": rows}), end="")
+    return 0
+
+
 def _train_sft(args: argparse.Namespace) -> int:
     from stvg_lab.train.sft import sft_command
 
@@ -115,7 +133,7 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--out", default="runs/eval")
     ev.add_argument("--format", default=None,
                     help="answer format: paper, compact, no_think, compact_no_think, ... (default: the one --model was trained "
-                         "to write, from the recipe.yaml saved with it; else paper)")
+                         "to write, from the recipe.yaml saved with it or, for a trainer's checkpoint-<step>, with its run; else paper)")
     ev.add_argument("--backend", default="hf", choices=["hf", "vllm"])
     ev.add_argument("--max-samples", type=int, default=None)
     ev.add_argument("--batch-size", type=int, default=4, help="1 gives Table 9's per-sample latency")
@@ -125,6 +143,23 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--device", default=None)
     ev.add_argument("--no-resume", action="store_true", help="ask every sample again")
     ev.set_defaults(func=_evaluate)
+
+    avg = sub.add_parser("average", help="the uniform average of several checkpoints' weights (one run's), as a new checkpoint")
+    avg.add_argument("checkpoints", nargs="+", help="checkpoint folders, e.g. a run's last checkpoint-<step> folders")
+    avg.add_argument("--out", required=True, help="new folder for the averaged checkpoint (must not exist)")
+    avg.set_defaults(func=_average)
+
+    from stvg_lab.analysis.paired import METRICS, TUBES  # numpy only
+
+    cmp = sub.add_parser("compare", help="arm a minus arm b on the same clips: paired bootstrap over clips and seeds")
+    cmp.add_argument("--a", nargs="+", required=True, help="evaluation folders (per_sample.jsonl) of arm a, one per seed")
+    cmp.add_argument("--b", nargs="+", required=True, help="evaluation folders of arm b, scored on the same clips")
+    cmp.add_argument("--metrics", nargs="+", default=list(METRICS), choices=list(METRICS))
+    cmp.add_argument("--tube", default="pred", choices=list(TUBES))
+    cmp.add_argument("--n-boot", type=int, default=10_000)
+    cmp.add_argument("--level", type=float, default=0.95, help="coverage of the interval")
+    cmp.add_argument("--seed", type=int, default=0, help="seeds the bootstrap draws")
+    cmp.set_defaults(func=_compare)
 
     train = sub.add_parser("train", help="SFT and GRPO").add_subparsers(dest="train_command", required=True)
     _add_train_parser(train, "sft", "supervised fine-tuning on the serialized answers", _train_sft)

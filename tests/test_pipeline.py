@@ -15,7 +15,8 @@ def test_quick_demo_writes_the_report_and_a_rerun_is_cached(tmp_path):
     report = run_demo(cfg)
     text = report.read_text()
     for heading in ("Untrained vs SFT vs SFT + GRPO", "Does the model read the video?", "Do the answers carry their own clip?",
-                    "Do the box lists fit their span?", "Which object do the boxes land on?", "Reduced ablation grid", "Object scale", "Wall time"):
+                    "Do the box lists fit their span?", "Which object do the boxes land on?", "Reduced ablation grid", "Object scale", "Wall time",
+                    "Is each difference more than the test clips' noise?"):
         assert heading in text
     for row in ("untrained stand-in", "SFT + GRPO", "baseline: whole video + mean box", "baseline: gt span + mean box",
                 "| SFT | pred span + mean box | 1 |", "| SFT + GRPO | pred span + mean box | 1 |"):
@@ -29,6 +30,9 @@ def test_quick_demo_writes_the_report_and_a_rerun_is_cached(tmp_path):
     assert "| consistent (Eq. 4) |" in counts and all(f"| {m} |" in counts for m in ("SFT", "SFT + GRPO"))
     which = text.split("Which object do the boxes land on?")[1].split("## ")[0]
     assert "| frames (clips) with a distractor in view | on the target |" in which and all(f"| {m} |" in which for m in ("SFT", "SFT + GRPO"))
+    paired = text.split("Is each difference more than the test clips' noise?")[1].split("## ")[0]
+    assert all(f"| {c} | {m} (pred) |" in paired for c in ("SFT + GRPO - SFT", "full - no_think_reward") for m in ("m_tIoU", "m_vIoU"))
+    assert f"{cfg.n_eval} clips, runs per arm (a, b): (1, 1)" in paired
     made_on = next(line for line in text.splitlines() if line.startswith("Made on"))  # where the GRPO run trained
     assert f"torch {torch.__version__}" in made_on and torch.backends.cpu.get_cpu_capability() in made_on
     assert (cfg.out_dir / "object_scale.png").stat().st_size > 0

@@ -227,6 +227,12 @@ def test_trained_answer_format_reads_the_checkpoints_recipe(tmp_path):
     assert trained_answer_format(tmp_path, "compact") == "compact"  # no recipe.yaml: the default
     load_recipe("tiny_cpu", answer_format="compact_labels").save(tmp_path / "recipe.yaml")
     assert trained_answer_format(tmp_path, "compact") == "compact_labels"
+    # a trainer's checkpoint-<step> holds none: its run folder's is read; another subfolder's parent is not
+    for sub, expected in (("checkpoint-1500", "compact_labels"), ("final_copy", "paper"), ("checkpoint-x", "paper")):
+        (tmp_path / sub).mkdir()
+        assert trained_answer_format(tmp_path / sub, "paper") == expected, sub
+    load_recipe("tiny_cpu", answer_format="no_think").save(tmp_path / "checkpoint-1500" / "recipe.yaml")
+    assert trained_answer_format(tmp_path / "checkpoint-1500", "paper") == "no_think"  # its own wins
 
 
 def test_the_ground_recipe_is_the_round_19_stage():

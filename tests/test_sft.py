@@ -343,6 +343,41 @@ def test_cli_arguments_become_recipe_overrides(tmp_path):
         recipe_from_args(parser.parse_args(["--set", "learnig_rate=1"]))
 
 
+def _epoch_orders(seed: int, epochs: int, tmp_path: Path) -> list[list[int]]:
+    """The order in which the Trainer built from ``sft_config`` feeds 8 rows, epoch by epoch (no step is taken)."""
+    from transformers import Trainer
+
+    from stvg_lab.train.recipe import load_recipe
+    from stvg_lab.train.sft import sft_config
+
+    class Rows(torch.utils.data.Dataset):
+        def __len__(self):
+            return 8
+
+        def __getitem__(self, i):
+            return {"idx": i}
+
+    args = sft_config(load_recipe("tiny_cpu", seed=seed, output_dir=str(tmp_path / f"s{seed}"), per_device_batch_size=8), cuda=False)
+    loader = Trainer(model=torch.nn.Linear(1, 1), args=args, train_dataset=Rows()).get_train_dataloader()
+    orders = []
+    for epoch in range(epochs):
+        loader.set_epoch(epoch)
+        orders.append([int(i) for batch in loader for i in batch["idx"]])
+    return orders
+
+
+def test_sft_seeds_get_their_own_data_orders(tmp_path):
+    """Trainer seeds epoch e's shuffle with data_seed + e; with data_seed = seed, seed 1's first epoch was
+    seed 0's second (round 20). sft_config spaces the data seeds: seed 0 keeps its orders, seed 1 shares none."""
+    from stvg_lab.train.sft import sft_data_seed
+
+    assert [sft_data_seed(k) for k in (0, 1, 2)] == [0, 1_000_003, 2_000_006]
+    s0, s1 = _epoch_orders(0, 3, tmp_path), _epoch_orders(1, 3, tmp_path)
+    assert all(sorted(o) == list(range(8)) for o in s0 + s1)  # every row once per epoch
+    assert len({tuple(o) for o in s0}) == 3  # epochs reshuffle
+    assert not {tuple(o) for o in s0} & {tuple(o) for o in s1}  # with data_seed = seed, s1[0] == s0[1] and s1[1] == s0[2]
+
+
 # ---------------------------------------------------------------- the per-step log
 
 

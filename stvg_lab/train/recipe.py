@@ -38,6 +38,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import logging
+import re
 import typing
 from dataclasses import dataclass, field, fields
 from pathlib import Path
@@ -452,9 +453,17 @@ def load_recipe(name_or_path: str | Path, **overrides: Any) -> Recipe:
 
 
 def trained_answer_format(checkpoint: str | Path, default: str) -> str:
-    """The answer format ``checkpoint`` was trained to write: that of the ``recipe.yaml`` saved in it, else ``default``."""
-    saved = Path(checkpoint) / "recipe.yaml"
-    return load_recipe(saved).answer_format if saved.is_file() else default
+    """The answer format ``checkpoint`` was trained to write: that of the ``recipe.yaml`` saved in it, else ``default``.
+
+    A trainer's intermediate ``checkpoint-<step>`` holds no recipe.yaml; its run folder, one level up,
+    does (``run_sft``/``run_grpo`` write it there), so that one is read. Asked in another format than
+    it was trained on, a checkpoint answers nothing parseable and scores 0 everywhere.
+    """
+    path = Path(checkpoint)
+    for saved in (path / "recipe.yaml", path.parent / "recipe.yaml" if re.fullmatch(r"checkpoint-\d+", path.name) else None):
+        if saved is not None and saved.is_file():
+            return load_recipe(saved).answer_format
+    return default
 
 
 def parse_overrides(items: Iterable[str]) -> dict[str, Any]:

@@ -1,0 +1,182 @@
+"""Is one model better than another on the same clips? A paired bootstrap over clips and seeds.
+
+    stvg-lab compare --a runs/x/seed0/eval runs/x/seed1/eval --b runs/y/seed0/eval runs/y/seed1/eval
+
+On 100 test clips and two or three training seeds, two arms a few m_vIoU points apart are often
+inside the noise (bench/LEARNING.md round 20: a +3.7 "gain" that a 400-clip test set took back).
+Both noises are resampled here, since the tables average over both:
+
+* clips: every run of both arms was scored on the same clips, so one draw of clip indices is shared
+  by the two arms (paired), which removes the clips' own difficulty from the difference;
+* seeds: each arm's runs (one per training seed) are drawn with replacement, independently per arm.
+
+With k seeds the seed draw spreads the mean by sqrt((k-1)/k) of the usual standard error: with 2–3
+seeds the interval is too narrow on that side, and a single seed per arm tests only the clips.
+The per-clip scores are ``evaluate_model``'s ``per_sample.jsonl`` rows; a clip without an answer
+is there with 0, as in ``metrics.json``, so each arm's mean equals its reported metric.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Hashable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from stvg_lab.analysis.scale import read_per_sample
+
+# table metric -> (per-sample quantity, threshold); vIoU@R counts vIoU > R, strict as in stvg_lab.metrics
+METRICS: dict[str, tuple[str, float | None]] = {
+    "m_tIoU": ("tIoU", None),
+    "m_vIoU": ("vIoU", None),
+    "vIoU@0.3": ("vIoU", 0.3),
+    "vIoU@0.5": ("vIoU", 0.5),
+}
+TUBES = ("pred", "think")
+
+
+def clip_scores(rows: Sequence[Mapping[str, Any]], metric: str, tube: str = "pred", source: str = "rows") -> dict[Hashable, float]:
+    """Per clip id, the clip's share of ``metric`` (its tIoU or vIoU, or 0/1 for vIoU@R) for ``tube``.
+
+    ``rows``: ``per_sample.jsonl`` rows; ``source`` names them in errors (the folder they came from).
+    """
+    if metric not in METRICS:
+        raise ValueError(f"unknown metric {metric!r}; choose from {', '.join(METRICS)}")
+    if tube not in TUBES:
+        raise ValueError(f"unknown tube {tube!r}; choose from {', '.join(TUBES)}")
+    quantity, threshold = METRICS[metric]
+    key = f"{quantity}_{tube}"
+    out: dict[Hashable, float] = {}
+    for i, row in enumerate(rows, 1):
+        sid, value = row.get("id"), row.get(key)
+        if sid is None:
+            raise ValueError(f"{source}: per-sample row {i} has no 'id'")
+        if sid in out:
+            raise ValueError(f"{source}: clip {sid!r} appears twice (row {i}); one evaluation per folder")
+        if value is None:
+            raise ValueError(f"{source}: clip {sid!r} (row {i}) has no {key!r}"
+                             + ("; the model writes no think tube (a no-think format), compare --tube pred" if tube == "think" else ""))
+        out[sid] = float(value > threshold) if threshold is not None else float(value)
+    return out
+
+
+@dataclass(frozen=True)
+class PairedDifference:
+    """Arm a minus arm b on one metric, in the metric's units (fractions: 0.25 is 25 points).
+
+    ``lo``/``hi``: the central ``level`` bootstrap interval of the difference; ``share_not_better``:
+    the share of bootstrap draws in which a does not beat b (a one-sided bootstrap p-value);
+    ``wins``/``losses``: clips on which a's seed-mean score is above/below b's.
+    """
+
+    metric: str
+    tube: str
+    n_clips: int
+    seeds_a: int
+    seeds_b: int
+    mean_a: float
+    mean_b: float
+    diff: float
+    lo: float
+    hi: float
+    level: float
+    share_not_better: float
+    wins: int
+    losses: int
+    n_boot: int
+
+
+def _matrix(runs: Sequence[Mapping[Hashable, float]], ids: list[Hashable], arm: str, names: Sequence[str]) -> np.ndarray:
+    """``(n_runs, n_clips)`` scores in the order of ``ids``; every run must cover exactly those clips."""
+    want = set(ids)
+    for scores, name in zip(runs, names):
+        missing, extra = sorted(want - scores.keys(), key=str), sorted(scores.keys() - want, key=str)
+        if missing or extra:
+            what = "; ".join(s for s in (f"lacks {missing[:3]}" if missing else "", f"has extra {extra[:3]}" if extra else "") if s)
+            raise ValueError(f"arm {arm}, {name}: not the clips of the first run of arm a ({what}); "
+                             "score every run on the same split (and the same --max-samples)")
+    return np.array([[scores[i] for i in ids] for scores in runs], dtype=np.float64)
+
+
+def paired_difference(
+    a: Sequence[Mapping[Hashable, float]],
+    b: Sequence[Mapping[Hashable, float]],
+    metric: str = "m_vIoU",
+    tube: str = "pred",
+    n_boot: int = 10_000,
+    level: float = 0.95,
+    seed: int = 0,
+    names_a: Sequence[str] | None = None,
+    names_b: Sequence[str] | None = None,
+) -> PairedDifference:
+    """Mean of arm ``a`` minus arm ``b`` with its paired (clips) and per-arm (seeds) bootstrap interval.
+
+    ``a``, ``b``: one ``{clip id: score}`` per run (training seed) of each arm (:func:`clip_scores`).
+    One draw: ``n`` clip indices with replacement, shared by both arms, and each arm's runs with
+    replacement; its statistic is the mean over the drawn runs and clips of a, minus that of b.
+    """
+    if not a or not b:
+        raise ValueError("each arm needs at least one run")
+    if n_boot < 1 or not 0 < level < 1:
+        raise ValueError(f"n_boot must be >= 1 and level in (0, 1), got {n_boot} and {level}")
+    names_a = list(names_a or [f"run {k}" for k in range(len(a))])
+    names_b = list(names_b or [f"run {k}" for k in range(len(b))])
+    ids = sorted(a[0], key=str)
+    if not ids:
+        raise ValueError(f"arm a, {names_a[0]}: no clips")
+    xa, xb = _matrix(a, ids, "a", names_a), _matrix(b, ids, "b", names_b)  # (k_a, n), (k_b, n)
+    rng = np.random.default_rng(seed)
+    n = len(ids)
+    stats = np.empty(n_boot)
+    for j in range(n_boot):  # one draw at a time: memory stays O(k n) for any n_boot
+        clips = rng.integers(0, n, size=n)  # (n,) shared by both arms: the pairing
+        ra = xa[rng.integers(0, len(xa), size=len(xa))].mean(axis=0)  # (n,) mean over the drawn runs
+        rb = xb[rng.integers(0, len(xb), size=len(xb))].mean(axis=0)
+        stats[j] = (ra - rb)[clips].mean()
+    tail = (1 - level) / 2
+    per_clip = xa.mean(axis=0) - xb.mean(axis=0)  # (n,)
+    return PairedDifference(
+        metric=metric, tube=tube, n_clips=n, seeds_a=len(xa), seeds_b=len(xb),
+        mean_a=float(xa.mean()), mean_b=float(xb.mean()), diff=float(per_clip.mean()),
+        lo=float(np.quantile(stats, tail)), hi=float(np.quantile(stats, 1 - tail)), level=level,
+        share_not_better=float((stats <= 0).mean()),
+        wins=int((per_clip > 0).sum()), losses=int((per_clip < 0).sum()), n_boot=n_boot,
+    )
+
+
+def compare_evaluations(
+    a_dirs: Sequence[str | Path],
+    b_dirs: Sequence[str | Path],
+    metrics: Sequence[str] = tuple(METRICS),
+    tube: str = "pred",
+    n_boot: int = 10_000,
+    level: float = 0.95,
+    seed: int = 0,
+) -> list[PairedDifference]:
+    """:func:`paired_difference` of two sets of evaluation folders (``per_sample.jsonl``), per metric."""
+    rows_a = [read_per_sample(d) for d in a_dirs]
+    rows_b = [read_per_sample(d) for d in b_dirs]
+    out = []
+    for m in metrics:
+        sa = [clip_scores(r, m, tube, str(d)) for r, d in zip(rows_a, a_dirs)]
+        sb = [clip_scores(r, m, tube, str(d)) for r, d in zip(rows_b, b_dirs)]
+        out.append(paired_difference(sa, sb, m, tube, n_boot, level, seed, [str(d) for d in a_dirs], [str(d) for d in b_dirs]))
+    return out
+
+
+def difference_table(named: Mapping[str, Sequence[PairedDifference]]) -> str:
+    """A markdown table of :class:`PairedDifference` rows under their comparison's name, in points (x100)."""
+    rows = [r for group in named.values() for r in group]
+    if not rows:
+        return ""
+    lines = [f"| comparison | metric | a | b | a - b | {rows[0].level:.0%} interval | draws with a <= b | clips a > b / a < b |",
+             "|---|---|---:|---:|---:|---|---:|---:|"]
+    for name, group in named.items():
+        for r in group:
+            lines.append(f"| {name} | {r.metric} ({r.tube}) | {100 * r.mean_a:.1f} | {100 * r.mean_b:.1f} | {100 * r.diff:+.1f} "
+                         f"| [{100 * r.lo:+.1f}, {100 * r.hi:+.1f}] | {r.share_not_better:.3f} | {r.wins} / {r.losses} |")
+    runs = sorted({(r.seeds_a, r.seeds_b) for r in rows})
+    return "\n".join(lines) + (f"\n\n{rows[0].n_clips} clips, runs per arm (a, b): {', '.join(map(str, runs))}; "
+                               f"{rows[0].n_boot} bootstrap draws (clips paired, runs drawn per arm).\n")

@@ -1,0 +1,119 @@
+"""stvg_lab.analysis.paired: per-clip scores and the paired bootstrap, on literal rows (no model)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from stvg_lab.analysis.paired import clip_scores, compare_evaluations, paired_difference
+
+
+def _row(sid: str, tiou: float, viou: float, think: float | None = None) -> dict:
+    return {"id": sid, "tIoU_pred": tiou, "vIoU_pred": viou, "tIoU_think": think, "vIoU_think": think}
+
+
+ROWS = [_row("a", 0.9, 0.3), _row("b", 0.5, 0.31), _row("c", 0.0, 0.0)]
+
+
+@pytest.mark.parametrize("metric, expected", [
+    ("m_tIoU", {"a": 0.9, "b": 0.5, "c": 0.0}),
+    ("m_vIoU", {"a": 0.3, "b": 0.31, "c": 0.0}),
+    ("vIoU@0.3", {"a": 0.0, "b": 1.0, "c": 0.0}),  # strict, as stvg_lab.metrics: exactly 0.3 does not count
+    ("vIoU@0.5", {"a": 0.0, "b": 0.0, "c": 0.0}),
+])
+def test_clip_scores_per_metric(metric, expected):
+    assert clip_scores(ROWS, metric) == expected
+
+
+@pytest.mark.parametrize("rows, metric, tube, message", [
+    ([_row("a", 1, 1), _row("a", 0, 0)], "m_vIoU", "pred", r"clip 'a' appears twice \(row 2\)"),
+    ([{"tIoU_pred": 1, "vIoU_pred": 1}], "m_vIoU", "pred", "row 1 has no 'id'"),
+    ([_row("a", 1, 1)], "m_vIoU", "think", "no think tube"),  # a no-think format's rows hold None
+    ([_row("a", 1, 1)], "mean_IoU", "pred", "unknown metric 'mean_IoU'"),
+    ([_row("a", 1, 1)], "m_vIoU", "best", "unknown tube 'best'"),
+])
+def test_clip_scores_refuses(rows, metric, tube, message):
+    with pytest.raises(ValueError, match=message):
+        clip_scores(rows, metric, tube, source="eval_x")
+
+
+def test_identical_arms_differ_by_nothing_in_every_draw():
+    s = {"a": 0.2, "b": 0.7, "c": 0.4}
+    r = paired_difference([s, s], [s], n_boot=200)
+    assert (r.diff, r.lo, r.hi, r.wins, r.losses) == (0.0, 0.0, 0.0, 0, 0)
+    assert r.share_not_better == 1.0  # a never beats b: ties count against a
+
+
+def test_a_constant_gain_on_every_clip_is_certain_whatever_the_draw():
+    b = {"a": 0.2, "b": 0.7, "c": 0.4}
+    a = {k: v + 0.1 for k, v in b.items()}
+    r = paired_difference([a], [b], n_boot=200)
+    assert r.diff == pytest.approx(0.1) and r.lo == pytest.approx(0.1) and r.hi == pytest.approx(0.1)
+    assert (r.share_not_better, r.wins, r.losses, r.n_clips) == (0.0, 3, 0, 3)
+
+
+def test_pairing_removes_the_clips_difficulty():
+    """Clip difficulty varies 0..0.9 but a is 0.05 above b on each clip: paired, the interval is one point wide
+    (0.05 exactly); unpaired draws would spread it over the clips' own spread."""
+    b = {str(i): i / 10 for i in range(10)}
+    a = {k: v + 0.05 for k, v in b.items()}
+    r = paired_difference([a], [b], n_boot=500)
+    assert r.hi - r.lo == pytest.approx(0.0, abs=1e-12)
+
+
+def test_one_clip_of_four_decides_how_often_a_draw_shows_no_gain():
+    """a beats b on clip 'w' only: a draw shows no gain when it misses 'w', which happens (3/4)^4 = 0.316 of the time."""
+    b = {k: 0.0 for k in "wxyz"}
+    a = dict(b, w=1.0)
+    r = paired_difference([a], [b], n_boot=20_000, seed=1)
+    assert r.diff == 0.25 and r.lo == 0.0
+    assert r.share_not_better == pytest.approx(0.75 ** 4, abs=0.01)
+
+
+def test_seeds_are_drawn_per_arm():
+    """Two runs of a that disagree (0 and 1 on every clip) and one b run at 0.5: the clips are alike, so
+    every spread comes from drawing a's runs: both 0 (1/4), both 1 (1/4) or one each (1/2)."""
+    clips = ("p", "q")
+    a0, a1, b = ({c: v for c in clips} for v in (0.0, 1.0, 0.5))
+    r = paired_difference([a0, a1], [b], n_boot=20_000, level=0.9)
+    assert r.diff == 0.0 and (r.seeds_a, r.seeds_b) == (2, 1)
+    assert r.share_not_better == pytest.approx(0.75, abs=0.01)  # draws at -0.5 and at 0
+    assert (r.lo, r.hi) == (-0.5, 0.5)  # 90 %: both one-sided 5 % tails lie in the 1/4 draws at the ends
+
+
+@pytest.mark.parametrize("b, message", [
+    ({"a": 0.0}, r"arm b, eval_b0: .*lacks \['b'\]"),
+    ({"a": 0.0, "b": 0.0, "z": 0.0}, r"arm b, eval_b0: .*has extra \['z'\]"),
+])
+def test_runs_on_other_clips_are_refused_by_name(b, message):
+    with pytest.raises(ValueError, match=message):
+        paired_difference([{"a": 1.0, "b": 1.0}], [b], names_a=["eval_a0"], names_b=["eval_b0"])
+
+
+def test_bad_arguments_are_refused():
+    s = {"a": 1.0}
+    for kwargs, message in (({"a": [], "b": [s]}, "at least one run"), ({"a": [s], "b": [s], "n_boot": 0}, "n_boot"),
+                            ({"a": [s], "b": [s], "level": 1.0}, "level"), ({"a": [{}], "b": [s]}, "no clips")):
+        with pytest.raises(ValueError, match=message):
+            paired_difference(**kwargs)
+
+
+def test_compare_evaluations_reads_folders_and_the_means_are_the_reported_metrics(tmp_path):
+    """From per_sample.jsonl folders; each arm's mean is what metrics.json reports (a failed answer is a 0 row)."""
+    from stvg_lab import cli
+
+    dirs = {}
+    for name, rows in {"a0": [_row("x", 1.0, 0.6), _row("y", 0.0, 0.0)], "a1": [_row("x", 0.8, 0.4), _row("y", 0.5, 0.2)],
+                       "b0": [_row("x", 0.6, 0.2), _row("y", 0.4, 0.0)]}.items():
+        dirs[name] = tmp_path / name
+        dirs[name].mkdir()
+        (dirs[name] / "per_sample.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    rows = compare_evaluations([dirs["a0"], dirs["a1"]], [dirs["b0"]], n_boot=100)
+    by = {r.metric: r for r in rows}
+    assert by["m_tIoU"].mean_a == pytest.approx(0.575) and by["m_tIoU"].mean_b == pytest.approx(0.5)
+    assert by["m_vIoU"].diff == pytest.approx(0.3 - 0.1)
+    assert by["vIoU@0.3"].mean_a == pytest.approx(0.5) and by["vIoU@0.5"].mean_b == 0.0
+    assert cli.main(["compare", "--a", str(dirs["a0"]), "--b", str(dirs["b0"]), "--n-boot", "50", "--metrics", "m_vIoU"]) == 0
+    with pytest.raises(FileNotFoundError, match="nowhere"):
+        compare_evaluations([tmp_path / "nowhere"], [dirs["b0"]])
