@@ -247,16 +247,12 @@ def _scale_markdown(analysis) -> str:
 
 def _paired_markdown(cfg: DemoConfig, grid, sft_eval: Path) -> str:
     """SFT + GRPO against SFT, and ``full`` against each other variant, on the same clips (every grid seed)."""
-    from stvg_lab.analysis.paired import compare_evaluations, difference_table
+    from stvg_lab.analysis.paired import compare_evaluations, difference_table, variant_differences
 
     metrics = ("m_tIoU", "m_vIoU", "vIoU@0.3")
     full = [grid.run("full", s).eval_dir for s in cfg.grid_seeds]
     named = {"SFT + GRPO - SFT": compare_evaluations(full, [sft_eval], metrics)}
-    for variant in cfg.grid_variants:
-        if variant != "full":
-            other = [grid.run(variant, s).eval_dir for s in cfg.grid_seeds]
-            named[f"full - {variant}"] = compare_evaluations(full, other, metrics)
-    return difference_table(named)
+    return difference_table(named | variant_differences(grid, "full", metrics))
 
 
 def _made_on(run_dir: Path) -> str:

@@ -450,7 +450,10 @@ def test_04_ablations_grid_is_complete_and_cached(nb04, nb_workspace):
     assert len(list((nb_workspace / "runs" / "grid" / "runs").iterdir())) == len(SMALL_GRID)
     assert set(rec["tables"]) == {"tab5", "tab6", "tab7", "tab8"}
     assert "RFT w/o think bbox | 1 |" in rec["tables"]["tab5"] and "λk = 0.2 | 1 |" in rec["tables"]["tab8"]
-    assert sum("text/markdown" in b for b in _bundles(outputs)[-4:]) == 4  # ends with Tables 5-8
+    assert sum("text/markdown" in b for b in _bundles(outputs)[-5:]) == 5  # Tables 5-8, then the paired differences
+    assert rec["differences"] == sorted(f"full - {v}" for v in SMALL_GRID if v != "full")
+    last = "".join([o for o in outputs if o.get("data")][-1]["data"]["text/markdown"])
+    assert "| full - giou_only | m_vIoU (pred) |" in last
 
 
 @pytest.mark.notebook

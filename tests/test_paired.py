@@ -117,3 +117,26 @@ def test_compare_evaluations_reads_folders_and_the_means_are_the_reported_metric
     assert cli.main(["compare", "--a", str(dirs["a0"]), "--b", str(dirs["b0"]), "--n-boot", "50", "--metrics", "m_vIoU"]) == 0
     with pytest.raises(FileNotFoundError, match="nowhere"):
         compare_evaluations([tmp_path / "nowhere"], [dirs["b0"]])
+
+
+def test_variant_differences_compare_the_reference_with_each_finished_variant(tmp_path):
+    """A grid's finished runs are the seeds of their variant; failed runs (no metrics) are left out."""
+    from types import SimpleNamespace
+
+    from stvg_lab.analysis.paired import variant_differences
+
+    def run(variant: str, seed: int, viou: float | None) -> SimpleNamespace:
+        d = tmp_path / f"{variant}_{seed}"
+        d.mkdir()
+        if viou is not None:
+            (d / "per_sample.jsonl").write_text("".join(json.dumps(_row(c, 1.0, viou)) + "\n" for c in "xy"))
+        return SimpleNamespace(variant=variant, metrics={"pred": {}} if viou is not None else None, eval_dir=d)
+
+    grid = SimpleNamespace(out_dir=tmp_path, runs=[run("full", 0, 0.5), run("full", 1, 0.3), run("giou_only", 0, 0.2),
+                                                   run("no_think_bbox", 0, None)])
+    got = variant_differences(grid, metrics=("m_vIoU",), n_boot=50)
+    assert list(got) == ["full - giou_only"]  # the failed no_think_bbox run has nothing to compare
+    r = got["full - giou_only"][0]
+    assert (r.seeds_a, r.seeds_b) == (2, 1) and r.diff == pytest.approx(0.4 - 0.2)
+    with pytest.raises(ValueError, match="no finished run of the reference variant 'lambda_k=0.2'"):
+        variant_differences(grid, reference="lambda_k=0.2")

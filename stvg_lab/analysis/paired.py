@@ -180,3 +180,22 @@ def difference_table(named: Mapping[str, Sequence[PairedDifference]]) -> str:
     runs = sorted({(r.seeds_a, r.seeds_b) for r in rows})
     return "\n".join(lines) + (f"\n\n{rows[0].n_clips} clips, runs per arm (a, b): {', '.join(map(str, runs))}; "
                                f"{rows[0].n_boot} bootstrap draws (clips paired, runs drawn per arm).\n")
+
+
+def variant_differences(
+    grid: Any, reference: str = "full", metrics: Sequence[str] = ("m_tIoU", "m_vIoU", "vIoU@0.3"), tube: str = "pred", **kwargs: Any
+) -> dict[str, list[PairedDifference]]:
+    """``reference`` minus each other variant of an ablation grid (``stvg_lab.analysis.grid.GridResults``).
+
+    Every finished run (metrics and ``per_sample.jsonl``) of a variant is one of its seeds; the
+    grid scores all runs on the same clips. ``kwargs`` go to :func:`compare_evaluations`.
+    Keys read ``"<reference> - <variant>"``, for :func:`difference_table`.
+    """
+    evals: dict[str, list[Path]] = {}
+    for r in grid.runs:
+        if r.metrics and (r.eval_dir / "per_sample.jsonl").is_file():
+            evals.setdefault(r.variant, []).append(r.eval_dir)
+    if reference not in evals:
+        raise ValueError(f"{grid.out_dir}: no finished run of the reference variant {reference!r}")
+    return {f"{reference} - {v}": compare_evaluations(evals[reference], dirs, metrics, tube, **kwargs)
+            for v, dirs in evals.items() if v != reference}
