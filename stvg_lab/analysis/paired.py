@@ -3,8 +3,9 @@
     stvg-lab compare --a runs/x/seed0/eval runs/x/seed1/eval --b runs/y/seed0/eval runs/y/seed1/eval
 
 On 100 test clips and two or three training seeds, two arms a few m_vIoU points apart are often
-inside the noise (bench/LEARNING.md round 20: a +3.7 "gain" that a 400-clip test set took back).
-Both noises are resampled here, since the tables average over both:
+inside the noise (bench/LEARNING.md round 20: an interval is about ±3 m_vIoU wide on 100 clips, and a
+single checkpoint of a constant-lr run wanders by as much). Both noises are resampled here, since
+the tables average over both:
 
 * clips: every run of both arms was scored on the same clips, so one draw of clip indices is shared
   by the two arms (paired), which removes the clips' own difficulty from the difference;
@@ -12,6 +13,8 @@ Both noises are resampled here, since the tables average over both:
 
 With k seeds the seed draw spreads the mean by sqrt((k-1)/k) of the usual standard error: with 2–3
 seeds the interval is too narrow on that side, and a single seed per arm tests only the clips.
+Seeds count only if they are independent: round 20's two SFT "seeds" that shared their data orders
+agreed on a +3 gain that independent orders did not repeat.
 The per-clip scores are ``evaluate_model``'s ``per_sample.jsonl`` rows; a clip without an answer
 is there with 0, as in ``metrics.json``, so each arm's mean equals its reported metric.
 """
