@@ -16,6 +16,9 @@ start checkpoint's (which is scored once, into ``<root>/start``; one ``--init`` 
 another checkpoint need their own ``--root``). Re-running a finished seed trains
 nothing: it re-reads the run and rescores only what its cache lacks. A variant's overrides are recorded with its first seed; a later seed
 with other overrides is an error naming both, so a table never mixes two settings under one name.
+SFT controls (``--sft-steps``) run before session 22 with seed k >= 1 trained on seed 0's data orders shifted
+by k epochs (transformers' ``data_seed + epoch``); since then ``sft_config`` spaces the data seeds
+(bench/LEARNING.md round 20). A finished seed is re-read, not re-run, so such a table keeps the old orders.
 """
 
 from __future__ import annotations
