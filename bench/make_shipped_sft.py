@@ -209,13 +209,13 @@ def main() -> None:
         if curriculum is not None:
             curriculum["recipe"] = used.to_dict()
             curriculum["val"] = val_metrics(run_dir / "final", args.data, run_dir / "val50")
-        if curriculum is not None and rounds:
-            polished = polish(root, run_dir / "final", rounds, args.data, shipped.seed)
-            run_dir = Path(polished[-1]["dir"])
-            if not args.no_ground:
-                kept = {"polish_recipe": load_recipe(run_dir / "recipe.yaml").to_dict(),
-                        "ground": ground(root / "ground", run_dir / "final", args.data, shipped.seed)}
-                run_dir = root / "ground"
+            if rounds:
+                polished = polish(root, run_dir / "final", rounds, args.data, shipped.seed)
+                run_dir = Path(polished[-1]["dir"])
+                if not args.no_ground:
+                    kept = {"polish_recipe": load_recipe(run_dir / "recipe.yaml").to_dict(),
+                            "ground": ground(root / "ground", run_dir / "final", args.data, shipped.seed)}
+                    run_dir = root / "ground"
     losses = [r["loss"] for r in read_log(run_dir) if "loss" in r]
     extra = {"command": command, "final_loss": losses[-1] if losses else None, "curriculum": curriculum, "polish": polished, **kept, "note": args.note}
     dest = export_checkpoint(run_dir / "final", args.data, args.dest or SHIPPED_DIR / "tiny_cpu_sft", extra)

@@ -45,8 +45,6 @@ import json
 import logging
 import multiprocessing
 import os
-import shutil
-import uuid
 from concurrent.futures import ProcessPoolExecutor
 from fractions import Fraction
 from pathlib import Path
@@ -71,6 +69,7 @@ from stvg_lab.data.synth_config import (  # re-exported: the public face of the 
     open_vocabulary_config,
 )
 from stvg_lab.data.synth_scene import _clipped, _Object, apply_lighting, make_scene, query_text, render_frames, shape_mask
+from stvg_lab.folders import written_whole
 
 logger = logging.getLogger(__name__)
 
@@ -201,14 +200,12 @@ def generate_synthetic(
     if any(c < 0 for c in counts.values()):
         raise ValueError(f"split sizes must be >= 0, got {counts}")
     codec = pick_codec(cfg.codec)
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out_dir.parent / f".{out_dir.name}.partial-{uuid.uuid4().hex[:8]}"
-    (tmp / "videos").mkdir(parents=True)
-    (tmp / "annotations").mkdir()
-    cfg_dict = cfg.to_dict()
-    jobs = [(cfg_dict, split, i, seed, str(tmp / "videos"), codec) for split in SPLITS for i in range(counts[split])]
     n_workers = workers if workers is not None else min(2, os.cpu_count() or 1)
-    try:
+    with written_whole(out_dir, replace=overwrite) as tmp:  # an existing out_dir is swapped out only once this is complete
+        (tmp / "videos").mkdir()
+        (tmp / "annotations").mkdir()
+        cfg_dict = cfg.to_dict()
+        jobs = [(cfg_dict, split, i, seed, str(tmp / "videos"), codec) for split in SPLITS for i in range(counts[split])]
         bar = tqdm(total=len(jobs), desc="synthetic videos", unit="video", disable=not progress)
         if n_workers > 1 and len(jobs) >= 16:
             # spawn, not fork: the caller may hold threads (torch, tqdm) that fork would copy mid-lock
@@ -246,16 +243,6 @@ def generate_synthetic(
             "config": cfg_dict,
         }
         _write_json(tmp / "dataset.json", manifest)
-        if out_dir.exists():  # overwrite: swap, then delete the old copy
-            old = out_dir.parent / f".{out_dir.name}.old-{uuid.uuid4().hex[:8]}"
-            out_dir.rename(old)
-            tmp.rename(out_dir)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            tmp.rename(out_dir)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     logger.info("wrote %d synthetic videos to %s", len(jobs), out_dir)
     return out_dir
 

@@ -22,9 +22,7 @@ from __future__ import annotations
 
 import json
 import logging
-import re
 import shutil
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -49,15 +47,6 @@ def weight_files(checkpoint: Path) -> list[str]:
     if (checkpoint / "adapter_model.safetensors").is_file():
         raise ValueError(f"{checkpoint} holds a LoRA adapter; merge it into the base weights before averaging")
     raise FileNotFoundError(f"{checkpoint}: no {WEIGHTS} or {INDEX}; is it a full-model checkpoint?")
-
-
-def _run_recipe(checkpoint: Path) -> Path | None:
-    """The recipe.yaml that trained ``checkpoint``: its own, or its run folder's for a ``checkpoint-<step>``."""
-    if (checkpoint / "recipe.yaml").is_file():
-        return checkpoint / "recipe.yaml"
-    if re.fullmatch(r"checkpoint-\d+", checkpoint.name) and (checkpoint.parent / "recipe.yaml").is_file():
-        return checkpoint.parent / "recipe.yaml"
-    return None
 
 
 def _average_file(paths: Sequence[Path]) -> dict:
@@ -87,12 +76,14 @@ def _average_file(paths: Sequence[Path]) -> dict:
 def average_checkpoints(checkpoints: Sequence[str | Path], out: str | Path) -> Path:
     """Write the uniform average of ``checkpoints``' weights into a new checkpoint folder ``out``.
 
-    ``out`` must not exist; it appears whole or not at all (written beside it, then renamed).
+    ``out`` must not exist; it appears whole or not at all (:func:`stvg_lab.folders.written_whole`).
     Raises FileNotFoundError / ValueError naming the checkpoint, file or tensor that does not fit.
     """
     from safetensors.torch import save_file
 
     from stvg_lab.checkpoints import checkpoint_fingerprint
+    from stvg_lab.folders import written_whole
+    from stvg_lab.train.recipe import run_recipe_path
 
     paths = [Path(c) for c in checkpoints]
     out = Path(out)
@@ -106,23 +97,18 @@ def average_checkpoints(checkpoints: Sequence[str | Path], out: str | Path) -> P
     for p in paths[1:]:
         if weight_files(p) != files:
             raise ValueError(f"{p}: its weights are split into {weight_files(p)}, {paths[0]}'s into {files}")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
-    try:
-        last = paths[-1]
+    last = paths[-1]
+    recipe = run_recipe_path(last)
+    with written_whole(out) as tmp:
         for f in sorted(last.iterdir()):  # configuration, processor, tokenizer, shard index
             if f.is_file() and f.name not in TRAINER_STATE and f.suffix != ".safetensors":
                 shutil.copy2(f, tmp / f.name)
-        if (recipe := _run_recipe(last)) is not None:
+        if recipe is not None:
             shutil.copy2(recipe, tmp / "recipe.yaml")
         for name in files:  # one shard at a time: memory ~ one shard in float64
             save_file(_average_file([p / name for p in paths]), tmp / name, metadata={"format": "pt"})
         record = {"checkpoints": [{"path": str(p), "fingerprint": checkpoint_fingerprint(p)} for p in paths],
                   "weights": "uniform mean, float64 accumulation", "recipe": str(recipe) if recipe else None}
         (tmp / AVERAGED_FROM).write_text(json.dumps(record, indent=1) + "\n")
-        tmp.rename(out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     logger.info("averaged %d checkpoints into %s", len(paths), out)
     return out

@@ -452,18 +452,26 @@ def load_recipe(name_or_path: str | Path, **overrides: Any) -> Recipe:
     return recipe
 
 
-def trained_answer_format(checkpoint: str | Path, default: str) -> str:
-    """The answer format ``checkpoint`` was trained to write: that of the ``recipe.yaml`` saved in it, else ``default``.
-
-    A trainer's intermediate ``checkpoint-<step>`` holds no recipe.yaml; its run folder, one level up,
-    does (``run_sft``/``run_grpo`` write it there), so that one is read. Asked in another format than
-    it was trained on, a checkpoint answers nothing parseable and scores 0 everywhere.
-    """
+def run_recipe_path(checkpoint: str | Path) -> Path | None:
+    """The ``recipe.yaml`` that trained ``checkpoint``: the one saved in it, else, for a trainer's
+    intermediate ``checkpoint-<step>`` (which holds none), its run folder's one level up
+    (``run_sft``/``run_grpo`` write it there); None when there is neither."""
     path = Path(checkpoint)
-    for saved in (path / "recipe.yaml", path.parent / "recipe.yaml" if re.fullmatch(r"checkpoint-\d+", path.name) else None):
-        if saved is not None and saved.is_file():
-            return load_recipe(saved).answer_format
-    return default
+    if (path / "recipe.yaml").is_file():
+        return path / "recipe.yaml"
+    if re.fullmatch(r"checkpoint-\d+", path.name) and (path.parent / "recipe.yaml").is_file():
+        return path.parent / "recipe.yaml"
+    return None
+
+
+def trained_answer_format(checkpoint: str | Path, default: str) -> str:
+    """The answer format ``checkpoint`` was trained to write (:func:`run_recipe_path`'s recipe), else ``default``.
+
+    Asked in another format than it was trained on, a checkpoint answers nothing parseable and
+    scores 0 everywhere.
+    """
+    saved = run_recipe_path(checkpoint)
+    return load_recipe(saved).answer_format if saved is not None else default
 
 
 def parse_overrides(items: Iterable[str]) -> dict[str, Any]:

@@ -21,9 +21,10 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
-import uuid
 from pathlib import Path
 from typing import Any
+
+from stvg_lab.folders import written_whole
 
 SHIPPED_DIR = Path(__file__).resolve().parent.parent / "assets" / "checkpoints"
 PROVENANCE = "provenance.json"
@@ -151,19 +152,11 @@ def export_checkpoint(final_dir: str | Path, data_dir: str | Path, dest: str | P
         "git_commit": _git_commit(),
         **(extra or {}),
     }
-    tmp = dest.parent / f".{dest.name}.partial-{uuid.uuid4().hex[:8]}"
-    tmp.mkdir(parents=True)
-    try:
+    with written_whole(dest, replace=True) as tmp:
         for name in _FILES:
             if (final_dir / name).is_file():
                 shutil.copy2(final_dir / name, tmp / name)
         if not (tmp / "model.safetensors").is_file() or not (tmp / "config.json").is_file():
             raise FileNotFoundError(f"{final_dir} holds no model.safetensors/config.json; pass the final/ folder of an SFT run")
         (tmp / PROVENANCE).write_text(json.dumps(provenance, indent=1, default=str) + "\n")
-        if dest.exists():
-            shutil.rmtree(dest)
-        tmp.rename(dest)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return dest
