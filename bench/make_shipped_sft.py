@@ -1,7 +1,7 @@
 """Make the CPU stand-in's SFT checkpoint and ship it in the package (stvg_lab/assets/checkpoints/tiny_cpu_sft).
 
-    OMP_NUM_THREADS=1 .venv/bin/python bench/make_shipped_sft.py            # curriculum + polish rounds + grounding stage, ~2.5 h on one core
-    OMP_NUM_THREADS=1 .venv/bin/python bench/make_shipped_sft.py --from-shipped runs/ground   # the grounding stage alone, from the polished checkpoint shipped now
+    OMP_NUM_THREADS=1 .venv/bin/python bench/make_shipped_sft.py            # curriculum + polish rounds + grounding stage, ~3.3 h on one core
+    OMP_NUM_THREADS=1 .venv/bin/python bench/make_shipped_sft.py --from-shipped runs/ground   # the grounding stage alone (see below)
     OMP_NUM_THREADS=1 .venv/bin/python bench/make_shipped_sft.py --from-run runs/sft   # export a finished plain tiny_cpu SFT run
 
 Default, three stages, each skipped where its output already exists in ``--root``:
@@ -12,8 +12,10 @@ Default, three stages, each skipped where its output already exists in ``--root`
 2. ``--polish-rounds`` rounds of ``tiny_cpu_polish`` (the same SFT at lr 3e-4, a fresh cosine cycle each)
    from that round's ``final``, into ``<root>/polish1``, ``polish2``, ...; each round's greedy numbers on the
    50 val clips are kept (``<round>/val50``), which is how the number of rounds was chosen (bench/LEARNING.md round 15);
-3. unless ``--no-ground``, one ``tiny_cpu_ground`` stage (the grounding rows alone, lr 1e-3 constant; its
-   length chosen on the val clips over two seeds, round 19) from the last round's ``final``, into ``<root>/ground``.
+3. unless ``--no-ground``, one ``tiny_cpu_ground`` stage (the grounding rows alone, lr 1e-3 constant, 18,000
+   steps; its ``final`` is the mean of its checkpoints from step 14,000 on, the recipe's ``average_from_step``;
+   length and window chosen on the val clips over two seeds, rounds 19-20) from the last round's ``final``,
+   into ``<root>/ground``.
 
 The last stage's ``final`` is exported with :func:`stvg_lab.train.shipped.export_checkpoint`.
 ``provenance.json`` keeps the command, the recipe the last stage ran, the last polish round's
@@ -22,9 +24,13 @@ The last stage's ``final`` is exported with :func:`stvg_lab.train.shipped.export
 the grounding stage's ``tiny_cpu_ground``'s), each probe stage's final gap, the stage wall times, the
 curriculum's own test numbers (``result.json``) and each later stage's wall time, final loss and val numbers.
 
-``--from-shipped RUN`` is stage 3 alone, from the checkpoint the package ships when that one ends with its
-polish rounds (its weights are the last round's ``final``): how the checkpoint shipped since round 19 was
-made, without re-running the 1.5 h before it. Its provenance keeps the old one's curriculum and polish records.
+``--from-shipped RUN`` is stage 3 alone, without re-running the 1.5 h before it; its provenance keeps the
+old one's curriculum and polish records. From a shipped checkpoint that ends with its polish rounds (its
+weights are the last round's ``final``) it runs the stage into RUN: how the 12,000-step stage shipped in
+sessions 21-22 was made. From a shipped checkpoint that is a grounding stage already, RUN must hold that
+stage's run (its checkpoint at the shipped length has the shipped weights, byte for byte), which is resumed
+to the recipe's length and averaged: how the averaged stage shipped since session 23 was made from round
+19's run (bench/LEARNING.md round 21). The replaced stage's record stays in ``ground_replaced``.
 
 ``--from-run`` exports an SFT run that already finished (``stvg-lab train sft``, a fresh stand-in;
 its ``recipe.yaml`` must be ``tiny_cpu``'s): the pre-curriculum way, which gives a stand-in that
@@ -96,6 +102,7 @@ def sft_stage(run: Path, recipe_name: str, model: Path | str, data: str, seed: i
     A stage whose ``final`` exists is kept when its recipe is this one's (same start checkpoint, seed
     and SFT fields), refused otherwise; a stage cut short resumes from its last checkpoint.
     """
+    from stvg_lab.train.averaging import AVERAGED_FROM
     from stvg_lab.train.logging import read_log
     from stvg_lab.train.recipe import load_recipe
     from stvg_lab.train.sft import run_sft
@@ -113,6 +120,9 @@ def sft_stage(run: Path, recipe_name: str, model: Path | str, data: str, seed: i
     runtime = [r["train_runtime"] for r in log if "train_runtime" in r]  # one per start: a resumed stage has several
     record = {"dir": str(run), "model": str(model), "wall_s": round(sum(runtime)) if runtime else None,
               "final_loss": losses[-1] if losses else None, "val": val_metrics(run / "final", data, run / "val50")}
+    averaged = run / "final" / AVERAGED_FROM
+    if averaged.is_file():  # the recipe's average_from_step: final is the mean of these checkpoints
+        record["averaged_from"] = json.loads(averaged.read_text(encoding="utf-8"))["checkpoints"]
     logging.getLogger("ship").info("%s: %s", run, json.dumps(record["val"]))
     return record
 
@@ -133,24 +143,46 @@ def ground(run: Path, start: Path | str, data: str, seed: int) -> dict:
 
 
 def from_shipped(run: Path, data: str, seed: int) -> tuple[Path, dict]:
-    """The grounding stage from the checkpoint the package ships now, when that one ends with its polish rounds.
+    """The grounding stage from the polished checkpoint, keeping the shipped provenance's curriculum and polish records.
 
-    Its weights are the last polish round's ``final`` (:func:`export_checkpoint` copies them), so this is
-    the full chain's last stage without re-running the curriculum. Returns the stage's folder and what the
-    new provenance keeps of the old one: its curriculum and polish records, and its recipe as ``polish_recipe``.
+    When the package ships the polished checkpoint (its provenance ends with polish rounds) the stage starts
+    from it: :func:`export_checkpoint` copied the last polish round's ``final``, so this is the full chain's
+    last stage without re-running the curriculum. When the package ships a grounding stage already, the
+    polished weights are no longer in it: ``run`` must then be that stage's run folder, its
+    ``checkpoint-<the shipped stage's max_steps>`` holding the shipped weights byte for byte, and the stage
+    is resumed to ``tiny_cpu_ground``'s length as the recipe is now (with its averaging). Returns the stage's
+    folder and what the new provenance keeps: the curriculum and polish records, the polished checkpoint's
+    recipe (``polish_recipe``) and command, and the grounding stage it replaces (``ground_replaced``).
     """
     from stvg_lab.train.shipped import SHIPPED_DIR, read_provenance
 
     shipped = SHIPPED_DIR / "tiny_cpu_sft"
     old = read_provenance(shipped)
-    if old.get("ground") or not old.get("polish"):
-        has = "a grounding stage already" if old.get("ground") else "no polish rounds"
-        sys.exit(f"{shipped} does not end with polish rounds (it has {has}); --from-shipped adds the grounding stage to a polished checkpoint only")
-    model = os.path.relpath(shipped, Path.cwd())  # the string the stage's recipe records (the repo root: stvg_lab/assets/...)
-    record = ground(run, model, data, seed)
-    keep = {"curriculum": old["curriculum"], "polish": old["polish"], "polish_recipe": old["recipe"], "polish_command": old["command"],
-            "polish_git_commit": old.get("git_commit")}
-    return run, {**keep, "ground": record}
+    if not old.get("polish"):
+        sys.exit(f"{shipped} has no polish rounds; --from-shipped adds the grounding stage to a polished checkpoint only")
+    if not old.get("ground"):
+        model = os.path.relpath(shipped, Path.cwd())  # the string the stage's recipe records (the repo root: stvg_lab/assets/...)
+        keep = {"curriculum": old["curriculum"], "polish": old["polish"], "polish_recipe": old["recipe"], "polish_command": old["command"],
+                "polish_git_commit": old.get("git_commit")}
+    else:
+        step = old["recipe"]["max_steps"]
+        mine = run / f"checkpoint-{step}" / "model.safetensors"
+        if not mine.is_file() or sha256(mine) != sha256(shipped / "model.safetensors"):
+            why = "it has no such checkpoint" if not mine.is_file() else "its weights differ"
+            sys.exit(f"{shipped} ships a grounding stage already, so the polished checkpoint it started from is not in the package; "
+                     f"--from-shipped {run} needs that stage's run, whose checkpoint-{step} holds the shipped weights ({why}); "
+                     "or remake the whole chain: bench/make_shipped_sft.py")
+        model = old["ground"]["model"]  # the stage's start as its recipe recorded it (the polished checkpoint, shipped then)
+        keep = {k: old.get(k) for k in ("curriculum", "polish", "polish_recipe", "polish_command", "polish_git_commit")}
+        keep["ground_replaced"] = {"record": old["ground"], "recipe": old["recipe"], "git_commit": old.get("git_commit"),
+                                   "sha256": sha256(shipped / "model.safetensors")}
+    return run, {**keep, "ground": ground(run, model, data, seed)}
+
+
+def sha256(path: Path) -> str:
+    import hashlib
+
+    return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 def main() -> None:

@@ -6,6 +6,7 @@ The probe stages run a stand-in script here that writes what ``position_probe.py
 
 from __future__ import annotations
 
+import hashlib
 import importlib.util
 import json
 import sys
@@ -277,28 +278,45 @@ def test_ground_stage_counts_every_start_and_refuses_another_start(tmp_path):
         make_shipped.ground(tmp_path / "ground", tmp_path / "polish2" / "final", "data/synthetic", 0)
 
 
-def test_from_shipped_adds_the_ground_stage_to_a_polished_checkpoint_only(tmp_path, monkeypatch):
+def test_from_shipped_adds_the_ground_stage_to_a_polished_checkpoint_or_continues_the_shipped_one(tmp_path, monkeypatch):
     import stvg_lab.train.shipped as shipped
 
     monkeypatch.setattr(shipped, "SHIPPED_DIR", tmp_path / "ship")
     monkeypatch.chdir(tmp_path)
-    (tmp_path / "ship" / "tiny_cpu_sft").mkdir(parents=True)
+    ship = tmp_path / "ship" / "tiny_cpu_sft"
+    ship.mkdir(parents=True)
+    (ship / "model.safetensors").write_bytes(b"shipped weights")
 
     def provenance(**fields):
-        (tmp_path / "ship" / "tiny_cpu_sft" / "provenance.json").write_text(json.dumps(fields))
+        (ship / "provenance.json").write_text(json.dumps(fields))
 
     provenance(recipe={"name": "tiny_cpu"}, command="x", curriculum=None, polish=None)
-    with pytest.raises(SystemExit, match="does not end with polish rounds .it has no polish rounds"):
+    with pytest.raises(SystemExit, match="has no polish rounds"):
         make_shipped.from_shipped(tmp_path / "ground", "data/synthetic", 0)
-    provenance(recipe={"name": "tiny_cpu_ground"}, command="x", curriculum={}, polish=[{}], ground={"round": "ground"})
-    with pytest.raises(SystemExit, match="it has a grounding stage already"):
-        make_shipped.from_shipped(tmp_path / "ground", "data/synthetic", 0)
+    # the package ships the polished checkpoint: the stage starts from it
     polish_recipe = {"name": "tiny_cpu_polish", "learning_rate": 3e-4}
     provenance(recipe=polish_recipe, command="c", curriculum={"seed": 0}, polish=[{"round": "polish1"}], git_commit="abc")
     _ground_stage(tmp_path / "ground", "ship/tiny_cpu_sft")  # the model path as the stage's recipe records it
     run, kept = make_shipped.from_shipped(tmp_path / "ground", "data/synthetic", 0)
     assert run == tmp_path / "ground" and kept["polish_recipe"] == polish_recipe and kept["ground"]["model"] == "ship/tiny_cpu_sft"
     assert (kept["curriculum"], kept["polish"], kept["polish_command"], kept["polish_git_commit"]) == ({"seed": 0}, [{"round": "polish1"}], "c", "abc")
+    assert "ground_replaced" not in kept
+    # the package ships a 12,000-step stage: only that stage's run, continued, may replace it
+    old_ground = {"round": "ground", "model": "ship/tiny_cpu_sft", "dir": "runs/ground12k"}
+    provenance(recipe={"name": "tiny_cpu_ground", "max_steps": 12000}, command="c2", curriculum={"seed": 0}, polish=[{"round": "polish1"}],
+               polish_recipe=polish_recipe, polish_command="c", polish_git_commit="abc", ground=old_ground, git_commit="def")
+    with pytest.raises(SystemExit, match="whose checkpoint-12000 holds the shipped weights .it has no such checkpoint"):
+        make_shipped.from_shipped(tmp_path / "ground", "data/synthetic", 0)
+    (tmp_path / "ground" / "checkpoint-12000").mkdir()
+    (tmp_path / "ground" / "checkpoint-12000" / "model.safetensors").write_bytes(b"other weights")
+    with pytest.raises(SystemExit, match="its weights differ"):
+        make_shipped.from_shipped(tmp_path / "ground", "data/synthetic", 0)
+    (tmp_path / "ground" / "checkpoint-12000" / "model.safetensors").write_bytes(b"shipped weights")
+    run, kept = make_shipped.from_shipped(tmp_path / "ground", "data/synthetic", 0)
+    assert kept["ground"]["model"] == "ship/tiny_cpu_sft" and kept["polish_recipe"] == polish_recipe and kept["polish_command"] == "c"
+    replaced = kept["ground_replaced"]
+    assert (replaced["record"], replaced["git_commit"], replaced["recipe"]["max_steps"]) == (old_ground, "def", 12000)
+    assert replaced["sha256"] == hashlib.sha256(b"shipped weights").hexdigest()
 
 
 @pytest.mark.parametrize("argv, message", [

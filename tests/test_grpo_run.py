@@ -256,6 +256,15 @@ def test_a_killed_run_resumes_to_the_same_final_step_and_weights(assets, tmp_pat
     assert all(torch.allclose(a[k], b[k], atol=1e-6) for k in a)
 
 
+def test_average_from_step_makes_the_final_policy_the_mean_of_its_checkpoints(assets, tmp_path, varied_rewards):
+    out = tmp_path / "avg"
+    final = run_grpo(_recipe(assets, out, max_steps=2, average_from_step=1))  # checkpoints at steps 1 and 2
+    one, two, mean = _weights(out / "checkpoint-1"), _weights(out / "checkpoint-2"), _weights(final)
+    assert all(torch.allclose(mean[k], (one[k].double() + two[k].double()).div(2).float(), atol=1e-7) for k in mean)
+    assert any(not torch.equal(mean[k], two[k]) for k in mean)
+    load_model(final, device="cpu")  # a whole checkpoint: config, processor, weights
+
+
 @pytest.mark.slow
 def test_accelerate_launch_with_two_cpu_processes(assets, tmp_path):
     out = tmp_path / "two_proc"

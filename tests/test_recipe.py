@@ -108,6 +108,37 @@ def test_bad_values_name_the_field(override, message):
         load_recipe("paper", **override)
 
 
+# (overrides of tiny_cpu: max_steps 2500, save_steps 500, save_total_limit 2; expected message): averaging's limits
+BAD_AVERAGING = [
+    ({"max_steps": -1, "average_from_step": 5}, "'average_from_step'.*max_steps > 0"),  # an epoch count: steps unknown
+    ({"average_from_step": 2500}, r"'average_from_step'.*\[1, max_steps=2500\)"),  # the last step alone
+    ({"average_from_step": 2001, "save_total_limit": None}, "leaves one checkpoint"),  # only step 2500 is >= 2001
+    ({"average_from_step": 1000}, "'save_total_limit'.*4: steps 1000..2500"),  # the limit 2 would delete two of them
+    ({"average_from_step": 2000, "lora": True}, "LoRA"),  # adapters, not full checkpoints
+]
+
+
+@pytest.mark.parametrize("override, message", BAD_AVERAGING)
+def test_bad_averaging_names_the_field(override, message):
+    with pytest.raises(ValueError, match=message):
+        load_recipe("tiny_cpu", **override)
+
+
+# (max_steps, save_steps, average_from_step, averaged steps): save_steps multiples from the first step, and the last step
+AVERAGED_STEPS = [
+    (18000, 500, 14000, list(range(14000, 18001, 500))),  # the shipped grounding stage: 9 checkpoints
+    (10, 4, 3, [4, 8, 10]),  # the last step is saved too, off the save_steps grid
+    (10, 5, 5, [5, 10]),
+    (10, 5, None, []),  # no averaging
+]
+
+
+@pytest.mark.parametrize("max_steps, save_steps, first, steps", AVERAGED_STEPS)
+def test_averaged_steps(max_steps, save_steps, first, steps):
+    recipe = load_recipe("tiny_cpu", max_steps=max_steps, save_steps=save_steps, average_from_step=first, save_total_limit=None)
+    assert recipe.averaged_steps() == steps
+
+
 # (raw YAML/CLI value, field, parsed): PyYAML reads 1e-6 as a string; booleans and lists from text
 COERCIONS = [
     ("1e-6", "learning_rate", 1e-6),  # no dot: a string to PyYAML
@@ -235,8 +266,10 @@ def test_trained_answer_format_reads_the_checkpoints_recipe(tmp_path):
     assert trained_answer_format(tmp_path / "checkpoint-1500", "paper") == "no_think"  # its own wins
 
 
-def test_the_ground_recipe_is_the_round_19_stage():
-    # what bench/out/round19 ran as tiny_cpu_polish with --set (LEARNING.md rounds 18-19); the recipe must stay that run
+def test_the_ground_recipe_is_the_round_19_stage_averaged_as_in_round_20():
+    # what bench/out/round19 ran as tiny_cpu_polish with --set (LEARNING.md rounds 18-19), its last nine checkpoints
+    # averaged (round 20); the recipe must stay that run
     ground = load_recipe("tiny_cpu_ground")
-    swept = load_recipe("tiny_cpu_polish", learning_rate=1e-3, lr_scheduler_type="constant", aux_frame_cells=False, max_steps=12000)
+    swept = load_recipe("tiny_cpu_polish", learning_rate=1e-3, lr_scheduler_type="constant", aux_frame_cells=False, max_steps=18000,
+                        save_steps=500, save_total_limit=None, average_from_step=14000)
     assert replace(ground, name=swept.name) == swept

@@ -552,6 +552,35 @@ def test_resume_after_a_crash_reaches_the_same_model(full_run, tmp_path):
     assert all(torch.allclose(resumed[k], uninterrupted[k], atol=1e-6) for k in uninterrupted)
 
 
+class _StopAt(TrainerCallback):
+    """Ends training after optimizer step ``step`` the way a user's callback would (no checkpoint there)."""
+
+    def __init__(self, step):
+        self.step = step
+
+    def on_step_end(self, args, state, control, **kwargs):
+        if state.global_step == self.step:
+            control.should_training_stop = True
+
+
+def test_average_from_step_makes_final_the_mean_once_the_run_is_complete(full_run, tmp_path, caplog):
+    # checkpoints at steps 2 and 4 (save_steps 2); average_from_step 2 averages both
+    recipe = full_run.recipe.replace(output_dir=str(tmp_path / "run"), average_from_step=2)
+    with caplog.at_level("WARNING"):
+        stopped = run_sft(recipe, callbacks=[_StopAt(3)])
+    assert "stopped at step 3 of 4" in caplog.text and not (stopped / "averaged_from.json").exists()
+    final = run_sft(recipe, resume=True)  # from checkpoint-2 to step 4, then the mean
+    run = tmp_path / "run"
+    two, four, mean = _weights(run / "checkpoint-2"), _weights(run / "checkpoint-4"), _weights(final)
+    assert all(torch.allclose(mean[k], (two[k].double() + four[k].double()).div(2).float(), atol=1e-7) for k in mean)
+    assert any(not torch.equal(mean[k], four[k]) for k in mean)  # not the last step's weights
+    # the same run uninterrupted ends at the same step-4 weights: averaging leaves the checkpoints alone
+    assert all(torch.allclose(four[k], _weights(full_run.final)[k], atol=1e-6) for k in four)
+    record = json.loads((final / "averaged_from.json").read_text())
+    assert [Path(c["path"]).name for c in record["checkpoints"]] == ["checkpoint-2", "checkpoint-4"]
+    assert load_recipe(final / "recipe.yaml").average_from_step == 2
+
+
 @pytest.mark.slow  # another training run; the fast suite covers resume with the crash test
 def test_resume_with_more_steps(synth_root, tmp_path):
     first = _recipe(synth_root, tmp_path / "run", max_steps=2, save_steps=1)

@@ -73,10 +73,10 @@ def _average_file(paths: Sequence[Path]) -> dict:
     return {k: (s / n).to(first[k].dtype) if first[k].is_floating_point() else s for k, s in sums.items()}
 
 
-def average_checkpoints(checkpoints: Sequence[str | Path], out: str | Path) -> Path:
+def average_checkpoints(checkpoints: Sequence[str | Path], out: str | Path, replace: bool = False) -> Path:
     """Write the uniform average of ``checkpoints``' weights into a new checkpoint folder ``out``.
 
-    ``out`` must not exist; it appears whole or not at all (:func:`stvg_lab.folders.written_whole`).
+    ``out`` must not exist unless ``replace``; it appears whole or not at all (:func:`stvg_lab.folders.written_whole`).
     Raises FileNotFoundError / ValueError naming the checkpoint, file or tensor that does not fit.
     """
     from safetensors.torch import save_file
@@ -91,7 +91,7 @@ def average_checkpoints(checkpoints: Sequence[str | Path], out: str | Path) -> P
         raise ValueError(f"averaging needs at least two checkpoints, got {len(paths)}")
     if len(set(p.resolve() for p in paths)) != len(paths):
         raise ValueError("a checkpoint is listed twice; a weighted average is not what this computes")
-    if out.exists():
+    if out.exists() and not replace:
         raise FileExistsError(f"{out} exists; choose a new folder for the averaged checkpoint")
     files = weight_files(paths[0])
     for p in paths[1:]:
@@ -99,7 +99,7 @@ def average_checkpoints(checkpoints: Sequence[str | Path], out: str | Path) -> P
             raise ValueError(f"{p}: its weights are split into {weight_files(p)}, {paths[0]}'s into {files}")
     last = paths[-1]
     recipe = run_recipe_path(last)
-    with written_whole(out) as tmp:
+    with written_whole(out, replace=replace) as tmp:
         for f in sorted(last.iterdir()):  # configuration, processor, tokenizer, shard index
             if f.is_file() and f.name not in TRAINER_STATE and f.suffix != ".safetensors":
                 shutil.copy2(f, tmp / f.name)
@@ -112,3 +112,20 @@ def average_checkpoints(checkpoints: Sequence[str | Path], out: str | Path) -> P
         (tmp / AVERAGED_FROM).write_text(json.dumps(record, indent=1) + "\n")
     logger.info("averaged %d checkpoints into %s", len(paths), out)
     return out
+
+
+def average_run(run_dir: str | Path, steps: Sequence[int]) -> Path:
+    """Replace ``run_dir/final`` with the mean of the run's ``checkpoint-<s>`` for ``s`` in ``steps``.
+
+    What a recipe's ``average_from_step`` asks for (:meth:`~stvg_lab.train.recipe.Recipe.averaged_steps`
+    gives ``steps``); SFT and GRPO call it on the main process once the last step is saved. A missing
+    checkpoint (removed, or never saved) raises FileNotFoundError naming it; ``final`` is then left as it was.
+    """
+    from stvg_lab.train.runs import FINAL_DIR
+
+    run_dir = Path(run_dir)
+    checkpoints = [run_dir / f"checkpoint-{s}" for s in steps]
+    missing = [c.name for c in checkpoints if not c.is_dir()]
+    if missing:
+        raise FileNotFoundError(f"{run_dir}: average_from_step averages {', '.join(missing)}, which the run does not hold")
+    return average_checkpoints(checkpoints, run_dir / FINAL_DIR, replace=True)

@@ -60,7 +60,7 @@ import numpy as np
 
 from stvg_lab.train.grpo_video import VideoGRPOTrainer
 from stvg_lab.train.recipe import Recipe, add_recipe_arguments, recipe_from_args
-from stvg_lab.train.runs import FINAL_DIR, FullCheckpointResume, record_environment, resume_point
+from stvg_lab.train.runs import FINAL_DIR, FullCheckpointResume, average_final, record_environment, resume_point
 from stvg_lab.train.sft import RECIPE_FILE, apply_prompt_order, freeze_vision_tower, load_for_training, resolve_model_path, save_run_recipe, world_size
 
 logger = logging.getLogger(__name__)
@@ -270,7 +270,8 @@ def run_grpo(recipe: Recipe, resume: bool = False, callbacks: Sequence[Any] = ()
         dict(zip(trainer.reward_func_names, config.reward_weights)), f"; resuming from {checkpoint}" if checkpoint else "",
     )
     trainer.train(resume_from_checkpoint=checkpoint)
-    final = save_final(trainer, recipe, out)
+    save_final(trainer, recipe, out)
+    final = average_final(trainer, recipe, out)  # the mean of the last checkpoints when the recipe asks
     logger.info("GRPO %s stopped at step %d of %d; final checkpoint %s", recipe.name, trainer.state.global_step,
                 trainer.state.max_steps, final)
     return final

@@ -45,7 +45,7 @@ from typing import Any, Sequence
 
 from stvg_lab.model_parts import freeze_parts
 from stvg_lab.train.recipe import Recipe, add_recipe_arguments, load_recipe, recipe_from_args
-from stvg_lab.train.runs import FINAL_DIR, FullCheckpointResume, record_environment, resume_point
+from stvg_lab.train.runs import FINAL_DIR, FullCheckpointResume, average_final, record_environment, resume_point
 
 logger = logging.getLogger(__name__)
 
@@ -213,6 +213,9 @@ def sft_config(recipe: Recipe, cuda: bool | None = None):
 def run_sft(recipe: Recipe, resume: bool = False, callbacks: Sequence[Any] = ()) -> Path:
     """Train ``recipe`` with ``trl.SFTTrainer`` and return ``<output_dir>/final`` (loadable by ``load_model``).
 
+    ``final`` holds the last step's weights, or with ``average_from_step`` the mean of the run's last
+    checkpoints (:func:`~stvg_lab.train.runs.average_final`).
+
     ``resume=True`` continues from the last checkpoint of ``output_dir`` (a fresh start, with a
     warning, when there is none). ``callbacks`` are extra ``TrainerCallback``s (tests use one to
     stop a run). Raises FileExistsError when ``output_dir`` already holds checkpoints or a final
@@ -258,7 +261,8 @@ def run_sft(recipe: Recipe, resume: bool = False, callbacks: Sequence[Any] = ())
     trainer.train(resume_from_checkpoint=checkpoint)
     if trainer.state.global_step < trainer.state.max_steps and trainer.control.should_training_stop:
         logger.warning("%s: training stopped at step %d of %d", run_dir, trainer.state.global_step, trainer.state.max_steps)
-    return save_final(trainer, recipe, run_dir)
+    save_final(trainer, recipe, run_dir)
+    return average_final(trainer, recipe, run_dir)
 
 
 def save_final(trainer: Any, recipe: Recipe, run_dir: str | Path) -> Path:
