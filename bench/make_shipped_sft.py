@@ -173,7 +173,12 @@ def from_shipped(run: Path, data: str, seed: int) -> tuple[Path, dict]:
                      f"--from-shipped {run} needs that stage's run, whose checkpoint-{step} holds the shipped weights ({why}); "
                      "or remake the whole chain: bench/make_shipped_sft.py")
         model = old["ground"]["model"]  # the stage's start as its recipe recorded it (the polished checkpoint, shipped then)
-        keep = {k: old.get(k) for k in ("curriculum", "polish", "polish_recipe", "polish_command", "polish_git_commit")}
+        # its command is the polished checkpoint's, then " --no-ground && " and the stage (main() writes it so)
+        polish_command, sep, _ = old["command"].partition(" --no-ground && ")
+        if not sep:
+            sys.exit(f"{shipped}/provenance.json: its command does not name the polished checkpoint's ({old['command']!r})")
+        keep = {k: old.get(k) for k in ("curriculum", "polish", "polish_recipe", "polish_git_commit")}
+        keep["polish_command"] = polish_command
         keep["ground_replaced"] = {"record": old["ground"], "recipe": old["recipe"], "git_commit": old.get("git_commit"),
                                    "sha256": sha256(shipped / "model.safetensors")}
     return run, {**keep, "ground": ground(run, model, data, seed)}

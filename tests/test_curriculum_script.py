@@ -303,7 +303,7 @@ def test_from_shipped_adds_the_ground_stage_to_a_polished_checkpoint_or_continue
     assert "ground_replaced" not in kept
     # the package ships a 12,000-step stage: only that stage's run, continued, may replace it
     old_ground = {"round": "ground", "model": "ship/tiny_cpu_sft", "dir": "runs/ground12k"}
-    provenance(recipe={"name": "tiny_cpu_ground", "max_steps": 12000}, command="c2", curriculum={"seed": 0}, polish=[{"round": "polish1"}],
+    provenance(recipe={"name": "tiny_cpu_ground", "max_steps": 12000}, command="c --no-ground && s", curriculum={"seed": 0}, polish=[{"round": "polish1"}],
                polish_recipe=polish_recipe, polish_command="c", polish_git_commit="abc", ground=old_ground, git_commit="def")
     with pytest.raises(SystemExit, match="whose checkpoint-12000 holds the shipped weights .it has no such checkpoint"):
         make_shipped.from_shipped(tmp_path / "ground", "data/synthetic", 0)
