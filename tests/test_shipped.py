@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import json
 from dataclasses import replace
+from pathlib import Path
 
 import pytest
 
 from stvg_lab.answer import parse_answer
 from stvg_lab.data.synth import PRESETS, SynthConfig, generate_synthetic, load_synthetic, read_manifest
-from stvg_lab.train.recipe import load_recipe
+from stvg_lab.train.recipe import Recipe, load_recipe
 from stvg_lab.train.shipped import (
     check_compatible,
     export_checkpoint,
@@ -23,7 +24,7 @@ from stvg_lab.train.shipped import (
 
 
 def test_shipped_checkpoint_is_the_tiny_cpu_recipes():
-    # a change to tiny_cpu.yaml (or tiny_cpu_polish.yaml) that changes SFT must come with a retrained checkpoint (bench/make_shipped_sft.py)
+    # a change to tiny_cpu.yaml (or tiny_cpu_polish.yaml, tiny_cpu_ground.yaml) that changes SFT must come with a retrained checkpoint (bench/make_shipped_sft.py)
     diffs = stage_differences(read_provenance(shipped_checkpoint()))
     assert "tiny_cpu" in diffs and all(d == [] for d in diffs.values()), f"the shipped recipes and the shipped checkpoint disagree: {diffs}"
     # a curriculum's SFT starts from its reader stage, not the fresh stand-in; nothing else is excused
@@ -35,6 +36,18 @@ def test_shipped_checkpoint_is_the_tiny_cpu_recipes():
     # a field the recorded run lacks (added to Recipe later) counts as its default
     assert sft_recipe_differences({}, {"aux_frame_boxes": False}) == []
     assert sft_recipe_differences({}, {"aux_frame_boxes": True}) == ["aux_frame_boxes"]
+
+
+def test_the_shipped_weights_are_the_mean_its_recipe_asks_for():
+    # the grounding stage's final/ is the mean of the checkpoints average_from_step names, each recorded by fingerprint
+    provenance = read_provenance(shipped_checkpoint())
+    recipe = Recipe(**provenance["recipe"])
+    averaged = provenance["ground"]["averaged_from"]
+    assert recipe.averaged_steps() == list(range(14000, 18001, 500))
+    assert [Path(c["path"]).name for c in averaged] == [f"checkpoint-{s}" for s in recipe.averaged_steps()]
+    assert len({c["fingerprint"] for c in averaged}) == len(averaged)  # nine different checkpoints
+    # the stage it replaced (sessions 21-22) is kept, and its weights were the averaged run's checkpoint-12000
+    assert provenance["ground_replaced"]["recipe"]["max_steps"] == 12000
 
 
 def test_stage_differences_checks_the_curriculum_behind_polish_rounds():

@@ -12,7 +12,8 @@ Six recipes ship in ``stvg_lab/recipes/``:
 * ``tiny_cpu_polish.yaml``: more rounds of the same SFT at a third of the learning rate, which the shipped
   SFT checkpoint ran after the curriculum (bench/make_shipped_sft.py, bench/LEARNING.md round 15).
 * ``tiny_cpu_ground.yaml``: the grounding rows alone (no cell rows) at ``tiny_cpu``'s rate held constant,
-  the shipped checkpoint's last stage after the polish rounds (bench/LEARNING.md rounds 18-19).
+  ``final`` the mean of its last nine checkpoints (``average_from_step``), the shipped checkpoint's last
+  stage after the polish rounds (bench/LEARNING.md rounds 18-20).
 * ``tiny_cpu_grpo.yaml``: its GRPO stage with the paper's five rewards (what ``make demo`` runs).
 * ``tiny_cpu_grpo_metric.yaml``: the same stage with the test metric as the spatial reward, not
   the paper's (bench/LEARNING.md round 12).

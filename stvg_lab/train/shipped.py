@@ -1,11 +1,12 @@
 """The SFT checkpoint of the CPU stand-in that ships inside the package.
 
-    python bench/make_shipped_sft.py          # remakes it (curriculum + polish + grounding stage, ~2.5 h on one core) and replaces the shipped copy
+    python bench/make_shipped_sft.py          # remakes it (curriculum + polish + grounding stage, ~3.3 h on one core) and replaces the shipped copy
 
 Why ship one: a from-scratch stand-in reads the frames only after a curriculum (bench/curriculum.py,
 bench/LEARNING.md round 5: cell questions, text first, then 3 x 2,500 steps of the ``tiny_cpu`` SFT) and
 its pred boxes only after more SFT at a lower rate (``tiny_cpu_polish`` rounds, round 15) and a long
-stage of the grounding rows alone at a constant rate (``tiny_cpu_ground``, round 19): longer than
+stage of the grounding rows alone at a constant rate, its last checkpoints averaged (``tiny_cpu_ground``,
+rounds 19-20): longer than
 ``make demo`` should spend, so the demo starts GRPO and the ablations from this checkpoint.
 ``stvg-lab demo --from-scratch`` trains the ``tiny_cpu`` SFT alone from a fresh stand-in: the same
 recipe without the reader stages or the polish, a model that learns the format and the sentence's
