@@ -15,7 +15,10 @@ import subprocess
 import sys
 from importlib import metadata
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from stvg_lab.train.recipe import Recipe
 
 logger = logging.getLogger(__name__)
 
@@ -132,7 +135,7 @@ def resume_point(run_dir: str | Path, resume: bool) -> str | None:
     return checkpoint
 
 
-def average_final(trainer: Any, recipe: Any, run_dir: str | Path) -> Path:
+def average_final(trainer: Any, recipe: Recipe, run_dir: str | Path) -> Path:
     """Make ``run_dir/final`` the mean of the checkpoints ``recipe.average_from_step`` names, once the run is complete.
 
     Called by SFT and GRPO after they saved ``final``; a no-op without ``average_from_step``. A run that
