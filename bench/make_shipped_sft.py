@@ -165,9 +165,9 @@ def from_shipped(run: Path, data: str, seed: int) -> tuple[Path, dict]:
         keep = {"curriculum": old["curriculum"], "polish": old["polish"], "polish_recipe": old["recipe"], "polish_command": old["command"],
                 "polish_git_commit": old.get("git_commit")}
     else:
-        step = old["recipe"]["max_steps"]
+        step, shipped_sha = old["recipe"]["max_steps"], sha256(shipped / "model.safetensors")
         mine = run / f"checkpoint-{step}" / "model.safetensors"
-        if not mine.is_file() or sha256(mine) != sha256(shipped / "model.safetensors"):
+        if not mine.is_file() or sha256(mine) != shipped_sha:
             why = "it has no such checkpoint" if not mine.is_file() else "its weights differ"
             sys.exit(f"{shipped} ships a grounding stage already, so the polished checkpoint it started from is not in the package; "
                      f"--from-shipped {run} needs that stage's run, whose checkpoint-{step} holds the shipped weights ({why}); "
@@ -180,7 +180,7 @@ def from_shipped(run: Path, data: str, seed: int) -> tuple[Path, dict]:
         keep = {k: old.get(k) for k in ("curriculum", "polish", "polish_recipe", "polish_git_commit")}
         keep["polish_command"] = polish_command
         keep["ground_replaced"] = {"record": old["ground"], "recipe": old["recipe"], "git_commit": old.get("git_commit"),
-                                   "sha256": sha256(shipped / "model.safetensors")}
+                                   "sha256": shipped_sha}
     return run, {**keep, "ground": ground(run, model, data, seed)}
 
 

@@ -270,8 +270,7 @@ def run_grpo(recipe: Recipe, resume: bool = False, callbacks: Sequence[Any] = ()
         dict(zip(trainer.reward_func_names, config.reward_weights)), f"; resuming from {checkpoint}" if checkpoint else "",
     )
     trainer.train(resume_from_checkpoint=checkpoint)
-    save_final(trainer, recipe, out)
-    final = average_final(trainer, recipe, out)  # the mean of the last checkpoints when the recipe asks
+    final = average_final(trainer, recipe, out) or save_final(trainer, recipe, out)  # the mean of the last checkpoints, or the last weights
     logger.info("GRPO %s stopped at step %d of %d; final checkpoint %s", recipe.name, trainer.state.global_step,
                 trainer.state.max_steps, final)
     return final

@@ -135,28 +135,29 @@ def resume_point(run_dir: str | Path, resume: bool) -> str | None:
     return checkpoint
 
 
-def average_final(trainer: Any, recipe: Recipe, run_dir: str | Path) -> Path:
-    """Make ``run_dir/final`` the mean of the checkpoints ``recipe.average_from_step`` names, once the run is complete.
+def average_final(trainer: Any, recipe: Recipe, run_dir: str | Path) -> Path | None:
+    """Write ``run_dir/final`` as the mean of the checkpoints ``recipe.average_from_step`` names, once the run is complete.
 
-    Called by SFT and GRPO after they saved ``final``; a no-op without ``average_from_step``. A run that
-    stopped before ``max_steps`` keeps its last weights in ``final`` with a warning (its last step has no
-    checkpoint to average); resuming it to ``max_steps`` averages. Every process calls it; the main one writes.
+    SFT and GRPO call it after training, before saving the last weights: it returns ``final`` when it
+    averaged, and None when ``final`` is to hold the last step's weights, which the caller then saves
+    (no ``average_from_step``, or a run stopped before ``max_steps``, with a warning: its last step
+    has no checkpoint to average, and resuming it to ``max_steps`` averages). So a model is written
+    once, not saved and then replaced. Every process calls it; the main one writes.
     """
     from stvg_lab.train.averaging import average_run
 
-    final = Path(run_dir) / FINAL_DIR
     steps = recipe.averaged_steps()
     if not steps:
-        return final
+        return None
     if trainer.state.global_step < recipe.max_steps:
         logger.warning("%s stopped at step %d of %d: final/ holds that step's weights, not the mean of checkpoints %d-%d; "
                        "resume the run to finish and average", run_dir, trainer.state.global_step, recipe.max_steps, steps[0], steps[-1])
-        return final
+        return None
     if trainer.is_world_process_zero():
         average_run(run_dir, steps)
         logger.info("%s: final/ is the mean of %d checkpoints, steps %d-%d", run_dir, len(steps), steps[0], steps[-1])
     trainer.accelerator.wait_for_everyone()
-    return final
+    return Path(run_dir) / FINAL_DIR
 
 
 class FullCheckpointResume:

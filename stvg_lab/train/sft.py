@@ -261,8 +261,7 @@ def run_sft(recipe: Recipe, resume: bool = False, callbacks: Sequence[Any] = ())
     trainer.train(resume_from_checkpoint=checkpoint)
     if trainer.state.global_step < trainer.state.max_steps and trainer.control.should_training_stop:
         logger.warning("%s: training stopped at step %d of %d", run_dir, trainer.state.global_step, trainer.state.max_steps)
-    save_final(trainer, recipe, run_dir)
-    return average_final(trainer, recipe, run_dir)
+    return average_final(trainer, recipe, run_dir) or save_final(trainer, recipe, run_dir)
 
 
 def save_final(trainer: Any, recipe: Recipe, run_dir: str | Path) -> Path:
