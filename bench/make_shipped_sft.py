@@ -1,10 +1,11 @@
 """Make the CPU stand-in's SFT checkpoint and ship it in the package (stvg_lab/assets/checkpoints/tiny_cpu_sft).
 
-    OMP_NUM_THREADS=1 .venv/bin/python bench/make_shipped_sft.py            # curriculum + polish rounds + grounding stage, ~3.3 h on one core
+    OMP_NUM_THREADS=1 .venv/bin/python bench/make_shipped_sft.py            # curriculum + polish rounds + grounding + clips stages, ~4 h on one core
     OMP_NUM_THREADS=1 .venv/bin/python bench/make_shipped_sft.py --from-shipped runs/ground   # the grounding stage alone (see below)
+    OMP_NUM_THREADS=1 .venv/bin/python bench/make_shipped_sft.py --clips-from-shipped runs/clips   # the clips stage alone (see below)
     OMP_NUM_THREADS=1 .venv/bin/python bench/make_shipped_sft.py --from-run runs/sft   # export a finished plain tiny_cpu SFT run
 
-Default, three stages, each skipped where its output already exists in ``--root``:
+Default, four stages, each skipped where its output already exists in ``--root``:
 
 1. ``bench/curriculum.py --seed <tiny_cpu's seed> --data <--data> --root <--root> --min-sft 3`` (the default
    benchmark is generated when missing): the reader stages, then 3 x 2,500 steps of ``tiny_cpu``'s SFT
@@ -15,11 +16,14 @@ Default, three stages, each skipped where its output already exists in ``--root`
 3. unless ``--no-ground``, one ``tiny_cpu_ground`` stage (the grounding rows alone, lr 1e-3 constant, 18,000
    steps; its ``final`` is the mean of its checkpoints from step 14,000 on, the recipe's ``average_from_step``;
    length and window chosen on the val clips over two seeds, rounds 19-20) from the last round's ``final``,
-   into ``<root>/ground``.
+   into ``<root>/ground``;
+4. unless ``--no-clips`` (or ``--no-ground``), one ``tiny_cpu_clips`` stage (the same SFT on a 12,000-clip train
+   split of the same benchmark, which it generates where the recipe's ``data`` names it; 6,000 steps, ``final``
+   the mean of checkpoints 2,000-6,000; round 21) from the grounding stage's ``final``, into ``<root>/clips``.
 
 The last stage's ``final`` is exported with :func:`stvg_lab.train.shipped.export_checkpoint`.
 ``provenance.json`` keeps the command, the recipe the last stage ran, the last polish round's
-(``polish_recipe``, when a grounding stage followed), the curriculum's (its last SFT round's recipe must be
+(``polish_recipe``, when a grounding stage followed), the grounding stage's (``ground_recipe``, when a clips stage followed), the curriculum's (its last SFT round's recipe must be
 ``tiny_cpu``'s apart from paths, logging and its start checkpoint; each polish round's ``tiny_cpu_polish``'s,
 the grounding stage's ``tiny_cpu_ground``'s), each probe stage's final gap, the stage wall times, the
 curriculum's own test numbers (``result.json``) and each later stage's wall time, final loss and val numbers.
@@ -31,6 +35,12 @@ sessions 21-22 was made. From a shipped checkpoint that is a grounding stage alr
 stage's run (its checkpoint at the shipped length has the shipped weights, byte for byte), which is resumed
 to the recipe's length and averaged: how the averaged stage shipped since session 23 was made from round
 19's run (bench/LEARNING.md round 21). The replaced stage's record stays in ``ground_replaced``.
+A package that ships a clips stage has no grounding stage to continue: remake the chain instead.
+
+``--clips-from-shipped RUN`` is stage 4 alone, from the grounding stage the package ships, into RUN
+(how the clips stage shipped since session 24 was made); its provenance keeps the shipped one's records,
+its command (``ground_command``) and its weights' sha256 (``ground_sha256``), since the path the stage's
+recipe names as its start holds the clips stage's weights once it ships.
 
 ``--from-run`` exports an SFT run that already finished (``stvg-lab train sft``, a fresh stand-in;
 its ``recipe.yaml`` must be ``tiny_cpu``'s): the pre-curriculum way, which gives a stand-in that
@@ -60,6 +70,9 @@ MIN_SFT_ROUNDS = 3
 # (bench/LEARNING.md round 15, which has the table).
 POLISH_ROUNDS = 3
 N_VAL = 50
+# The clips stage's train split: tiny_cpu_clips's data, generated with this many train clips and the
+# default's val and test counts and seed, so its first 3,000 clips and its val and test clips are the default's.
+CLIPS_TRAIN, CLIPS_TEST = 12000, 100
 
 
 def curriculum_record(root: Path) -> dict:
@@ -142,6 +155,49 @@ def ground(run: Path, start: Path | str, data: str, seed: int) -> dict:
     return {"round": "ground", **sft_stage(run, "tiny_cpu_ground", start, data, seed, "the stage's")}
 
 
+def clips_data(base: str | Path) -> Path:
+    """``tiny_cpu_clips``'s data (:data:`CLIPS_TRAIN` train clips), generated when missing; must be ``base``'s benchmark."""
+    from stvg_lab.data.synth import ensure_synthetic, read_manifest
+    from stvg_lab.train.recipe import load_recipe
+
+    made = read_manifest(base)
+    root = ensure_synthetic(load_recipe("tiny_cpu_clips").data, CLIPS_TRAIN, N_VAL, CLIPS_TEST, seed=made["seed"], progress=True)
+    here = read_manifest(root)
+    diff = [k for k in ("generator_version", "seed", "config") if here.get(k) != made.get(k)]
+    if diff or here["counts"]["train"] != CLIPS_TRAIN:
+        sys.exit(f"{root}/dataset.json is not {base}'s benchmark with {CLIPS_TRAIN} train clips "
+                 f"({', '.join(diff) or 'train count'} differ); move it away to have it generated")
+    return root
+
+
+def clips(run: Path, start: Path | str, data: str | Path, seed: int) -> dict:
+    """The clips stage (``tiny_cpu_clips``: the grounding stage's SFT on more clips) from ``start`` into ``run``."""
+    return {"round": "clips", "data": str(data), **sft_stage(run, "tiny_cpu_clips", start, data, seed, "the stage's")}
+
+
+def clips_from_shipped(run: Path, data: str | Path, seed: int) -> tuple[Path, dict]:
+    """The clips stage from the grounding stage the package ships, keeping its provenance's records.
+
+    Returns the stage's folder and what the new provenance keeps: the shipped records (curriculum, polish
+    rounds, grounding stage and any stage it replaced), the grounding stage's recipe, command, commit and
+    weights' sha256 (``ground_recipe``, ``ground_command``, ``ground_git_commit``, ``ground_sha256``), and the
+    stage's own record (``clips``).
+    """
+    from stvg_lab.train.shipped import SHIPPED_DIR, read_provenance
+
+    shipped = SHIPPED_DIR / "tiny_cpu_sft"
+    old = read_provenance(shipped)
+    if not old.get("ground") or old.get("clips"):
+        sys.exit(f"{shipped} ships {'a clips stage already' if old.get('clips') else 'no grounding stage'}; --clips-from-shipped adds the "
+                 "clips stage to a shipped grounding stage only; remake the whole chain: bench/make_shipped_sft.py")
+    keep = {k: old[k] for k in ("curriculum", "polish", "polish_recipe", "polish_command", "polish_git_commit", "ground", "ground_replaced")
+            if k in old}
+    keep.update(ground_recipe=old["recipe"], ground_command=old["command"], ground_git_commit=old.get("git_commit"),
+                ground_sha256=sha256(shipped / "model.safetensors"))
+    model = os.path.relpath(shipped, Path.cwd())  # the string the stage's recipe records (the repo root: stvg_lab/assets/...)
+    return run, {**keep, "clips": clips(run, model, data, seed)}
+
+
 def from_shipped(run: Path, data: str, seed: int) -> tuple[Path, dict]:
     """The grounding stage from the polished checkpoint, keeping the shipped provenance's curriculum and polish records.
 
@@ -158,6 +214,9 @@ def from_shipped(run: Path, data: str, seed: int) -> tuple[Path, dict]:
 
     shipped = SHIPPED_DIR / "tiny_cpu_sft"
     old = read_provenance(shipped)
+    if old.get("clips"):
+        sys.exit(f"{shipped} ships a clips stage, so the grounding stage under it is not in the package; "
+                 "remake the whole chain: bench/make_shipped_sft.py")
     if not old.get("polish"):
         sys.exit(f"{shipped} has no polish rounds; --from-shipped adds the grounding stage to a polished checkpoint only")
     if not old.get("ground"):
@@ -196,8 +255,11 @@ def main() -> None:
     ap.add_argument("--root", default=None, help="the curriculum's folder (default bench/out/curriculum/seed<k>_synthetic)")
     ap.add_argument("--polish-rounds", type=int, default=None, help=f"tiny_cpu_polish rounds after the curriculum (default {POLISH_ROUNDS}; 0: none)")
     ap.add_argument("--no-ground", action="store_true", help="stop after the polish rounds (the checkpoint shipped before round 19)")
+    ap.add_argument("--no-clips", action="store_true", help="stop after the grounding stage (the checkpoint shipped in sessions 21-23)")
     ap.add_argument("--from-shipped", default=None, metavar="RUN",
                     help="only the grounding stage, into RUN, from the polished checkpoint the package ships now; ships its result")
+    ap.add_argument("--clips-from-shipped", default=None, metavar="RUN",
+                    help="only the clips stage, into RUN, from the grounding stage the package ships now; ships its result")
     ap.add_argument("--from-run", default=None, help="export this finished plain SFT run directory instead")
     ap.add_argument("--dest", default=None, help="default: the package's shipped checkpoint folder")
     ap.add_argument("--note", default=None, help="free text kept in provenance.json")
@@ -207,6 +269,8 @@ def main() -> None:
         ap.error("--polish-rounds and --from-shipped follow the curriculum; --from-run exports a finished run as it is")
     if args.from_shipped and (args.root or args.polish_rounds is not None or args.no_ground):
         ap.error("--from-shipped runs the grounding stage alone; --root, --polish-rounds and --no-ground belong to the full chain")
+    if args.clips_from_shipped and (args.root or args.polish_rounds is not None or args.no_ground or args.no_clips or args.from_shipped or args.from_run):
+        ap.error("--clips-from-shipped runs the clips stage alone; it takes no other stage's flag")
     rounds = POLISH_ROUNDS if args.polish_rounds is None else args.polish_rounds
     if rounds == 0 and not (args.no_ground or args.from_run):
         ap.error("the grounding stage starts from the last polish round; --polish-rounds 0 needs --no-ground")
@@ -219,8 +283,13 @@ def main() -> None:
     ensure_synthetic(args.data, progress=True)  # the default benchmark (3,000/50/100 clips, seed 0)
     shipped = load_recipe("tiny_cpu")
     prefix = "OMP_NUM_THREADS=1 .venv/bin/python bench/"
-    polished, kept = None, {}
-    if args.from_shipped:
+    polished, kept, data = None, {}, args.data  # data: the last stage's, which provenance records
+    if args.clips_from_shipped:
+        data = clips_data(args.data)
+        run_dir, kept = clips_from_shipped(Path(args.clips_from_shipped), data, shipped.seed)
+        curriculum, polished = kept.pop("curriculum"), kept.pop("polish")
+        command = f"{kept['ground_command']} && {prefix}make_shipped_sft.py --clips-from-shipped {args.clips_from_shipped}"
+    elif args.from_shipped:
         run_dir, kept = from_shipped(Path(args.from_shipped), args.data, shipped.seed)
         curriculum, polished = kept.pop("curriculum"), kept.pop("polish")
         # the polished checkpoint's own command, which this script now runs with --no-ground, then this stage
@@ -237,8 +306,9 @@ def main() -> None:
         curriculum = curriculum_record(root)
         run_dir = root / curriculum["sft_stage"]
         command = (f"{prefix}curriculum.py --seed {shipped.seed} --data {args.data} --root {root} --min-sft {MIN_SFT_ROUNDS}"
-                   f" && {prefix}make_shipped_sft.py --root {root} --polish-rounds {rounds}" + (" --no-ground" if args.no_ground else ""))
-    if not args.from_shipped:  # --from-shipped checked its stage against tiny_cpu_ground already
+                   f" && {prefix}make_shipped_sft.py --root {root} --polish-rounds {rounds}"
+                   + (" --no-ground" if args.no_ground else " --no-clips" if args.no_clips else ""))
+    if not (args.from_shipped or args.clips_from_shipped):  # those checked their stage against its recipe already
         used = load_recipe(run_dir / "recipe.yaml")
         diff = provenance_differences({"recipe": used.to_dict(), "curriculum": curriculum}, shipped.to_dict())
         if diff:
@@ -253,9 +323,14 @@ def main() -> None:
                     kept = {"polish_recipe": load_recipe(run_dir / "recipe.yaml").to_dict(),
                             "ground": ground(root / "ground", run_dir / "final", args.data, shipped.seed)}
                     run_dir = root / "ground"
+                    if not args.no_clips:
+                        data = clips_data(args.data)
+                        kept["ground_recipe"] = load_recipe(run_dir / "recipe.yaml").to_dict()
+                        kept["clips"] = clips(root / "clips", run_dir / "final", data, shipped.seed)
+                        run_dir = root / "clips"
     losses = [r["loss"] for r in read_log(run_dir) if "loss" in r]
     extra = {"command": command, "final_loss": losses[-1] if losses else None, "curriculum": curriculum, "polish": polished, **kept, "note": args.note}
-    dest = export_checkpoint(run_dir / "final", args.data, args.dest or SHIPPED_DIR / "tiny_cpu_sft", extra)
+    dest = export_checkpoint(run_dir / "final", data, args.dest or SHIPPED_DIR / "tiny_cpu_sft", extra)
     logging.getLogger("ship").info("shipped %s (%s)", dest, json.dumps(extra))
 
 

@@ -319,7 +319,78 @@ def test_from_shipped_adds_the_ground_stage_to_a_polished_checkpoint_or_continue
     assert replaced["sha256"] == hashlib.sha256(b"shipped weights").hexdigest()
 
 
+def _clips_stage(run: Path, model: str, seed: int = 0) -> None:
+    """A finished tiny_cpu_clips stage as make_shipped_sft.clips leaves it (weights faked, val cached)."""
+    import os
+
+    from stvg_lab.train.recipe import load_recipe
+
+    (run / "final").mkdir(parents=True)
+    (run / "final" / "model.safetensors").write_bytes(b"")
+    load_recipe("tiny_cpu_clips", model=model, seed=seed, output_dir=str(run)).save(run / "recipe.yaml")
+    (run / "log.jsonl").write_text(json.dumps({"step": 6000, "loss": 0.22}) + "\n" + json.dumps({"step": 6000, "train_runtime": 2280.4}) + "\n")
+    (run / "val50").mkdir()
+    (run / "val50" / "metrics.json").write_text(json.dumps({"n": 50, "parse_failure_rate": 0.0, "pred": {"m_tIoU": 0.8, "m_vIoU": 0.3, "vIoU@0.3": 0.5}}))
+    os.utime(run / "final" / "model.safetensors", (1, 1))
+
+
+def test_clips_from_shipped_follows_a_shipped_grounding_stage_and_keeps_its_records(tmp_path, monkeypatch):
+    import stvg_lab.train.shipped as shipped
+
+    monkeypatch.setattr(shipped, "SHIPPED_DIR", tmp_path / "ship")
+    monkeypatch.chdir(tmp_path)
+    ship = tmp_path / "ship" / "tiny_cpu_sft"
+    ship.mkdir(parents=True)
+    (ship / "model.safetensors").write_bytes(b"grounded weights")
+
+    def provenance(**fields):
+        (ship / "provenance.json").write_text(json.dumps(fields))
+
+    polished = {"curriculum": {"seed": 0}, "polish": [{"round": "polish1"}], "polish_recipe": {"name": "tiny_cpu_polish"},
+                "polish_command": "c", "polish_git_commit": "abc"}
+    provenance(recipe={"name": "tiny_cpu_polish"}, command="c", curriculum={"seed": 0}, polish=[{"round": "polish1"}])
+    with pytest.raises(SystemExit, match="ships no grounding stage"):
+        make_shipped.clips_from_shipped(tmp_path / "clips", "data/synth_train12k", 0)
+    ground_recipe = {"name": "tiny_cpu_ground", "max_steps": 18000}
+    ground = {"round": "ground", "model": "ship/tiny_cpu_sft"}
+    provenance(recipe=ground_recipe, command="c --no-ground && g", ground=ground, ground_replaced={"sha256": "0"}, git_commit="def", **polished)
+    _clips_stage(tmp_path / "clips", "ship/tiny_cpu_sft")  # the model path as the stage's recipe records it
+    run, kept = make_shipped.clips_from_shipped(tmp_path / "clips", "data/synth_train12k", 0)
+    assert run == tmp_path / "clips" and kept["clips"]["model"] == "ship/tiny_cpu_sft" and kept["clips"]["data"] == "data/synth_train12k"
+    assert (kept["clips"]["wall_s"], kept["clips"]["final_loss"], kept["clips"]["val"]["pred_m_vIoU"]) == (2280, 0.22, 0.3)
+    assert {k: kept[k] for k in polished} == polished and (kept["ground"], kept["ground_replaced"]) == (ground, {"sha256": "0"})
+    assert (kept["ground_recipe"], kept["ground_command"], kept["ground_git_commit"]) == (ground_recipe, "c --no-ground && g", "def")
+    assert kept["ground_sha256"] == hashlib.sha256(b"grounded weights").hexdigest()
+    # once the clips stage ships, neither stage can be added or continued from the package: the chain is remade
+    provenance(recipe={"name": "tiny_cpu_clips"}, command="x", ground=ground, clips={"round": "clips"}, **polished)
+    with pytest.raises(SystemExit, match="ships a clips stage already"):
+        make_shipped.clips_from_shipped(tmp_path / "clips", "data/synth_train12k", 0)
+    with pytest.raises(SystemExit, match="ships a clips stage, so the grounding stage under it is not in the package"):
+        make_shipped.from_shipped(tmp_path / "ground", "data/synthetic", 0)
+
+
+def test_clips_data_must_be_the_same_benchmark_with_more_clips(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    manifest = {"generator_version": 7, "seed": 0, "config": {"preset": "default"}, "counts": {"train": 3000, "val": 50, "test": 100}}
+
+    def dataset(root, **fields):
+        (tmp_path / root).mkdir(parents=True, exist_ok=True)
+        (tmp_path / root / "dataset.json").write_text(json.dumps({**manifest, **fields}))
+
+    dataset("data/synthetic")
+    dataset("data/synth_train12k", counts={"train": 12000, "val": 50, "test": 100})
+    assert make_shipped.clips_data("data/synthetic") == Path("data/synth_train12k")
+    dataset("data/synth_train12k", counts={"train": 12000, "val": 50, "test": 100}, config={"preset": "spread"})
+    with pytest.raises(SystemExit, match=r"synth_train12k/dataset.json is not data/synthetic's benchmark with 12000 train clips \(config differ\)"):
+        make_shipped.clips_data("data/synthetic")
+    dataset("data/synth_train12k")  # the benchmark, with the default's 3,000 train clips
+    with pytest.raises(SystemExit, match=r"\(train count differ\)"):
+        make_shipped.clips_data("data/synthetic")
+
+
 @pytest.mark.parametrize("argv, message", [
+    (["--clips-from-shipped", "runs/c", "--no-clips"], "--clips-from-shipped runs the clips stage alone"),
+    (["--clips-from-shipped", "runs/c", "--from-shipped", "runs/g"], "--clips-from-shipped runs the clips stage alone"),
     (["--polish-rounds", "0"], "--polish-rounds 0 needs --no-ground"),
     (["--from-shipped", "runs/g", "--no-ground"], "--from-shipped runs the grounding stage alone"),
     (["--from-shipped", "runs/g", "--root", "r"], "--from-shipped runs the grounding stage alone"),

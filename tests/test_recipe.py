@@ -273,3 +273,11 @@ def test_the_ground_recipe_is_the_round_19_stage_averaged_as_in_round_20():
     swept = load_recipe("tiny_cpu_polish", learning_rate=1e-3, lr_scheduler_type="constant", aux_frame_cells=False, max_steps=18000,
                         save_steps=500, save_total_limit=None, average_from_step=14000)
     assert replace(ground, name=swept.name) == swept
+
+
+def test_the_clips_recipe_is_the_round_21_stage():
+    # what bench/out/round23/d12k ran (`--recipe tiny_cpu_ground --set data=... max_steps=6000 average_from_step=2000`)
+    clips = load_recipe("tiny_cpu_clips")
+    swept = load_recipe("tiny_cpu_ground", data="data/synth_train12k", max_steps=6000, average_from_step=2000)
+    assert replace(clips, name=swept.name) == swept
+    assert clips.averaged_steps() == list(range(2000, 6001, 500))

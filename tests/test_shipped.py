@@ -118,3 +118,9 @@ def test_stage_differences_checks_the_polish_round_behind_a_ground_stage():
     assert stage_differences(grounded) == {"tiny_cpu_ground": [], "tiny_cpu_polish": [], "tiny_cpu": []}
     assert stage_differences({**grounded, "polish_recipe": {**polish, "warmup_ratio": 0.05}})["tiny_cpu_polish"] == ["warmup_ratio"]
     assert stage_differences({**grounded, "recipe": {**ground, "aux_frame_cells": True}})["tiny_cpu_ground"] == ["aux_frame_cells"]
+    # after a clips stage the grounding stage's recipe is ground_recipe, and the clips stage's is checked as tiny_cpu_clips
+    clips = load_recipe("tiny_cpu_clips").to_dict()
+    clipped = {**grounded, "recipe": {**clips, "model": "shipped"}, "ground_recipe": grounded["recipe"], "clips": {"round": "clips"}}
+    assert stage_differences(clipped) == {"tiny_cpu_clips": [], "tiny_cpu_ground": [], "tiny_cpu_polish": [], "tiny_cpu": []}
+    assert stage_differences({**clipped, "recipe": {**clips, "max_steps": 18000}})["tiny_cpu_clips"] == ["max_steps"]
+    assert stage_differences({**clipped, "ground_recipe": {**ground, "learning_rate": 3e-4}})["tiny_cpu_ground"] == ["learning_rate"]

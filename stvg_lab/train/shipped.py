@@ -1,12 +1,12 @@
 """The SFT checkpoint of the CPU stand-in that ships inside the package.
 
-    python bench/make_shipped_sft.py          # remakes it (curriculum + polish + grounding stage, ~3.3 h on one core) and replaces the shipped copy
+    python bench/make_shipped_sft.py          # remakes it (curriculum + polish + grounding and clips stages, ~4 h on one core) and replaces the shipped copy
 
 Why ship one: a from-scratch stand-in reads the frames only after a curriculum (bench/curriculum.py,
 bench/LEARNING.md round 5: cell questions, text first, then 3 x 2,500 steps of the ``tiny_cpu`` SFT) and
 its pred boxes only after more SFT at a lower rate (``tiny_cpu_polish`` rounds, round 15) and a long
 stage of the grounding rows alone at a constant rate, its last checkpoints averaged (``tiny_cpu_ground``,
-rounds 19-20): longer than
+rounds 19-20), then the same on four times the train clips (``tiny_cpu_clips``, round 21): longer than
 ``make demo`` should spend, so the demo starts GRPO and the ablations from this checkpoint.
 ``stvg-lab demo --from-scratch`` trains the ``tiny_cpu`` SFT alone from a fresh stand-in: the same
 recipe without the reader stages or the polish, a model that learns the format and the sentence's
@@ -71,7 +71,8 @@ def stage_differences(provenance: dict[str, Any]) -> dict[str, list[str]]:
     """Each SFT stage behind a shipped checkpoint against the shipped recipe of that stage, as that recipe is now.
 
     ``{recipe name: differing fields}``: the last stage (``provenance["recipe"]``: ``tiny_cpu``,
-    ``tiny_cpu_polish`` after polish rounds, ``tiny_cpu_ground`` after the grounding stage), the last
+    ``tiny_cpu_polish`` after polish rounds, ``tiny_cpu_ground`` after the grounding stage, ``tiny_cpu_clips``
+    after the clips stage), the grounding stage before a clips stage (``provenance["ground_recipe"]``), the last
     polish round before a grounding stage (``provenance["polish_recipe"]``, ``tiny_cpu_polish``) and,
     after polish rounds, the curriculum's last SFT round (``provenance["curriculum"]["recipe"]``,
     ``tiny_cpu``). The stage, not the name a run recorded, picks the recipe: a stage run by hand as
@@ -80,8 +81,11 @@ def stage_differences(provenance: dict[str, Any]) -> dict[str, list[str]]:
     """
     from stvg_lab.train.recipe import load_recipe
 
-    last = "tiny_cpu_ground" if provenance.get("ground") else "tiny_cpu_polish" if provenance.get("polish") else "tiny_cpu"
+    last = ("tiny_cpu_clips" if provenance.get("clips") else "tiny_cpu_ground" if provenance.get("ground")
+            else "tiny_cpu_polish" if provenance.get("polish") else "tiny_cpu")
     stages = {last: provenance}
+    if provenance.get("clips"):
+        stages["tiny_cpu_ground"] = {"recipe": provenance["ground_recipe"], "curriculum": provenance["curriculum"]}
     if provenance.get("ground"):
         stages["tiny_cpu_polish"] = {"recipe": provenance["polish_recipe"], "curriculum": provenance["curriculum"]}
     if provenance.get("polish"):
