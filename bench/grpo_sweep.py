@@ -200,13 +200,15 @@ def sft_control(init: Path, data: Path, seed: int, out: Path, steps: int, overri
     """The control for "does GRPO beat its SFT": ``steps`` more SFT steps from ``init`` instead of GRPO.
 
     The recipe of the SFT that made ``init`` (:func:`sft_recipe_path`) with the model set to ``init``,
-    no warm-up, and ``overrides`` (e.g. ``learning_rate``); ``seed`` orders the data. Pick ``steps`` so
-    that it takes the wall time of one GRPO run (bench/LEARNING.md round 9: ~950 steps for 100 GRPO steps).
+    no warm-up, no checkpoint averaging (the stage behind ``init`` may average from a step past
+    ``steps``; a GRPO run does not average either), and ``overrides`` (e.g. ``learning_rate``); ``seed``
+    orders the data. Pick ``steps`` so that it takes the wall time of one GRPO run (bench/LEARNING.md
+    round 9: ~950 steps for 100 GRPO steps).
     """
     from stvg_lab.train.recipe import load_recipe
     from stvg_lab.train.sft import run_sft
 
-    recipe = load_recipe(sft_recipe_path(init), **{"warmup_ratio": 0.0, **overrides, "model": str(init), "data": str(data),
+    recipe = load_recipe(sft_recipe_path(init), **{"warmup_ratio": 0.0, "average_from_step": None, **overrides, "model": str(init), "data": str(data),
                                                    "seed": seed, "output_dir": str(out), "max_steps": steps})
     return run_sft(recipe)
 

@@ -202,6 +202,10 @@ def test_sft_control_continues_the_checkpoints_own_recipe(tmp_path, monkeypatch)
     (r,) = seen
     assert (r.model, r.data, r.seed, r.output_dir, r.max_steps) == (str(init), "data/x", 3, str(tmp_path / "run"), 950)
     assert (r.learning_rate, r.warmup_ratio, r.aux_frame_cells) == (1e-4, 0.0, True)  # the override, no warm-up, the SFT's own rest
+    # from an averaged stage (tiny_cpu_ground averages from step 14,000) the 950-step control averages nothing
+    load_recipe("tiny_cpu_ground").save(init / "recipe.yaml")
+    sweep.sft_control(init, Path("data/x"), 3, tmp_path / "run", 950, {})
+    assert (seen[-1].max_steps, seen[-1].average_from_step, seen[-1].lr_scheduler_type) == (950, None, "constant")
 
 
 def test_a_root_scores_one_start_checkpoint(tmp_path):
