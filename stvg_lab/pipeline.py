@@ -9,7 +9,8 @@ Steps, each cached so a re-run only does what is missing:
 1. synthetic data (``data/synthetic``; generated when missing);
 2. the SFT'd CPU stand-in: the checkpoint shipped in the package (``stvg_lab.train.shipped``: the
    reader stages of ``bench/curriculum.py``, then the ``tiny_cpu`` SFT three times, ``tiny_cpu_polish``
-   three times and one long ``tiny_cpu_ground`` stage, on this benchmark; checked against its manifest), or with ``from_scratch`` the ``tiny_cpu`` SFT of a fresh stand-in
+   three times, one long ``tiny_cpu_ground`` stage, on this benchmark, and a ``tiny_cpu_clips`` stage on four
+   times its train clips; checked against its manifest), or with ``from_scratch`` the ``tiny_cpu`` SFT of a fresh stand-in
    here (no reader stages: it learns the format and the sentence's prior, not the frames);
 3. GRPO (``tiny_cpu_grpo``) from the SFT checkpoint, as the ``full`` run of a reduced ablation grid
    (``stvg_lab.analysis.grid``: full and no-think-reward, here one seed);

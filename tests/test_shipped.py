@@ -24,7 +24,7 @@ from stvg_lab.train.shipped import (
 
 
 def test_shipped_checkpoint_is_the_tiny_cpu_recipes():
-    # a change to tiny_cpu.yaml (or tiny_cpu_polish.yaml, tiny_cpu_ground.yaml) that changes SFT must come with a retrained checkpoint (bench/make_shipped_sft.py)
+    # a change to tiny_cpu.yaml (or tiny_cpu_polish, _ground, _clips.yaml) that changes SFT must come with a retrained checkpoint (bench/make_shipped_sft.py)
     diffs = stage_differences(read_provenance(shipped_checkpoint()))
     assert "tiny_cpu" in diffs and all(d == [] for d in diffs.values()), f"the shipped recipes and the shipped checkpoint disagree: {diffs}"
     # a curriculum's SFT starts from its reader stage, not the fresh stand-in; nothing else is excused
@@ -39,15 +39,22 @@ def test_shipped_checkpoint_is_the_tiny_cpu_recipes():
 
 
 def test_the_shipped_weights_are_the_mean_its_recipe_asks_for():
-    # the grounding stage's final/ is the mean of the checkpoints average_from_step names, each recorded by fingerprint
+    # the clips stage's final/ is the mean of the checkpoints average_from_step names, each recorded by fingerprint
     provenance = read_provenance(shipped_checkpoint())
     recipe = Recipe(**provenance["recipe"])
-    averaged = provenance["ground"]["averaged_from"]
-    assert recipe.averaged_steps() == list(range(14000, 18001, 500))
+    averaged = provenance["clips"]["averaged_from"]
+    assert recipe.averaged_steps() == list(range(2000, 6001, 500))
     assert [Path(c["path"]).name for c in averaged] == [f"checkpoint-{s}" for s in recipe.averaged_steps()]
     assert len({c["fingerprint"] for c in averaged}) == len(averaged)  # nine different checkpoints
-    # the stage it replaced (sessions 21-22) is kept, and its weights were the averaged run's checkpoint-12000
+    # it trained on the 12,000-clip split of the default benchmark (val and test the default's) ...
+    assert provenance["clips"]["data"] == recipe.data == load_recipe("tiny_cpu_clips").data
+    assert provenance["data"]["counts"] == {"train": 12000, "val": 50, "test": 100}
+    # ... from the grounding stage shipped in session 23 (the mean of its checkpoints 14,000-18,000), whose
+    # records are kept, with the stage that one replaced (sessions 21-22: its checkpoint-12000)
+    ground = Recipe(**provenance["ground_recipe"])
+    assert ground.averaged_steps() == list(range(14000, 18001, 500)) and len(provenance["ground"]["averaged_from"]) == 9
     assert provenance["ground_replaced"]["recipe"]["max_steps"] == 12000
+    assert provenance["ground_sha256"].startswith("1a5149a5")  # session 23's shipped weights (bench/LEARNING.md round 21)
 
 
 def test_stage_differences_checks_the_curriculum_behind_polish_rounds():
