@@ -278,17 +278,20 @@ def test_ground_stage_counts_every_start_and_refuses_another_start(tmp_path):
         make_shipped.ground(tmp_path / "ground", tmp_path / "polish2" / "final", "data/synthetic", 0)
 
 
-def test_from_shipped_adds_the_ground_stage_to_a_polished_checkpoint_or_continues_the_shipped_one(tmp_path, monkeypatch):
+def _fake_shipped(tmp_path: Path, monkeypatch, weights: bytes):
+    """A shipped checkpoint folder under tmp_path holding ``weights``; returns a writer of its provenance.json."""
     import stvg_lab.train.shipped as shipped
 
     monkeypatch.setattr(shipped, "SHIPPED_DIR", tmp_path / "ship")
     monkeypatch.chdir(tmp_path)
     ship = tmp_path / "ship" / "tiny_cpu_sft"
     ship.mkdir(parents=True)
-    (ship / "model.safetensors").write_bytes(b"shipped weights")
+    (ship / "model.safetensors").write_bytes(weights)
+    return lambda **fields: (ship / "provenance.json").write_text(json.dumps(fields))
 
-    def provenance(**fields):
-        (ship / "provenance.json").write_text(json.dumps(fields))
+
+def test_from_shipped_adds_the_ground_stage_to_a_polished_checkpoint_or_continues_the_shipped_one(tmp_path, monkeypatch):
+    provenance = _fake_shipped(tmp_path, monkeypatch, b"shipped weights")
 
     provenance(recipe={"name": "tiny_cpu"}, command="x", curriculum=None, polish=None)
     with pytest.raises(SystemExit, match="has no polish rounds"):
@@ -335,16 +338,7 @@ def _clips_stage(run: Path, model: str, seed: int = 0) -> None:
 
 
 def test_clips_from_shipped_follows_a_shipped_grounding_stage_and_keeps_its_records(tmp_path, monkeypatch):
-    import stvg_lab.train.shipped as shipped
-
-    monkeypatch.setattr(shipped, "SHIPPED_DIR", tmp_path / "ship")
-    monkeypatch.chdir(tmp_path)
-    ship = tmp_path / "ship" / "tiny_cpu_sft"
-    ship.mkdir(parents=True)
-    (ship / "model.safetensors").write_bytes(b"grounded weights")
-
-    def provenance(**fields):
-        (ship / "provenance.json").write_text(json.dumps(fields))
+    provenance = _fake_shipped(tmp_path, monkeypatch, b"grounded weights")
 
     polished = {"curriculum": {"seed": 0}, "polish": [{"round": "polish1"}], "polish_recipe": {"name": "tiny_cpu_polish"},
                 "polish_command": "c", "polish_git_commit": "abc"}
