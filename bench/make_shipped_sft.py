@@ -70,9 +70,9 @@ MIN_SFT_ROUNDS = 3
 # (bench/LEARNING.md round 15, which has the table).
 POLISH_ROUNDS = 3
 N_VAL = 50
-# The clips stage's train split: tiny_cpu_clips's data, generated with this many train clips and the
-# default's val and test counts and seed, so its first 3,000 clips and its val and test clips are the default's.
-CLIPS_TRAIN, CLIPS_TEST = 12000, 100
+# The clips stage's train split: tiny_cpu_clips's data, generated with this many train clips and --data's val
+# and test counts and seed, so its first 3,000 clips and its val and test clips are the default's.
+CLIPS_TRAIN = 12000
 
 
 def curriculum_record(root: Path) -> dict:
@@ -159,14 +159,16 @@ def clips_data(base: str | Path) -> Path:
     """``tiny_cpu_clips``'s data (:data:`CLIPS_TRAIN` train clips), generated when missing; must be ``base``'s benchmark."""
     from stvg_lab.data.synth import ensure_synthetic, read_manifest
     from stvg_lab.train.recipe import load_recipe
+    from stvg_lab.train.shipped import benchmark_differences
 
     made = read_manifest(base)
-    root = ensure_synthetic(load_recipe("tiny_cpu_clips").data, CLIPS_TRAIN, N_VAL, CLIPS_TEST, seed=made["seed"], progress=True)
+    counts = made["counts"]
+    root = ensure_synthetic(load_recipe("tiny_cpu_clips").data, CLIPS_TRAIN, counts["val"], counts["test"], seed=made["seed"], progress=True)
     here = read_manifest(root)
-    diff = [k for k in ("generator_version", "seed", "config") if here.get(k) != made.get(k)]
-    if diff or here["counts"]["train"] != CLIPS_TRAIN:
-        sys.exit(f"{root}/dataset.json is not {base}'s benchmark with {CLIPS_TRAIN} train clips "
-                 f"({', '.join(diff) or 'train count'} differ); move it away to have it generated")
+    diff = benchmark_differences(made, here) or ("train count" if here["counts"]["train"] != CLIPS_TRAIN else "")
+    if diff:
+        sys.exit(f"{root}/dataset.json is not {base}'s benchmark with {CLIPS_TRAIN} train clips ({diff} differ); "
+                 "move it away to have it generated")
     return root
 
 

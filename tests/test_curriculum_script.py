@@ -365,7 +365,7 @@ def test_clips_from_shipped_follows_a_shipped_grounding_stage_and_keeps_its_reco
 
 def test_clips_data_must_be_the_same_benchmark_with_more_clips(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    manifest = {"generator_version": 7, "seed": 0, "config": {"preset": "default"}, "counts": {"train": 3000, "val": 50, "test": 100}}
+    manifest = {"generator_version": 7, "seed": 0, "config": {"width": 112}, "counts": {"train": 3000, "val": 50, "test": 100}}
 
     def dataset(root, **fields):
         (tmp_path / root).mkdir(parents=True, exist_ok=True)
@@ -374,8 +374,8 @@ def test_clips_data_must_be_the_same_benchmark_with_more_clips(tmp_path, monkeyp
     dataset("data/synthetic")
     dataset("data/synth_train12k", counts={"train": 12000, "val": 50, "test": 100})
     assert make_shipped.clips_data("data/synthetic") == Path("data/synth_train12k")
-    dataset("data/synth_train12k", counts={"train": 12000, "val": 50, "test": 100}, config={"preset": "spread"})
-    with pytest.raises(SystemExit, match=r"synth_train12k/dataset.json is not data/synthetic's benchmark with 12000 train clips \(config differ\)"):
+    dataset("data/synth_train12k", counts={"train": 12000, "val": 50, "test": 100}, config={"width": 224})
+    with pytest.raises(SystemExit, match=r"synth_train12k/dataset.json is not data/synthetic's benchmark with 12000 train clips \(config \(config fields: width\) differ\)"):
         make_shipped.clips_data("data/synthetic")
     dataset("data/synth_train12k")  # the benchmark, with the default's 3,000 train clips
     with pytest.raises(SystemExit, match=r"\(train count differ\)"):

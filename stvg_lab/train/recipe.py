@@ -1,6 +1,6 @@
 """Training recipes: every knob of an SFT or GRPO run in one dataclass, read from YAML and saved with the run.
 
-Six recipes ship in ``stvg_lab/recipes/``:
+Seven recipes ship in ``stvg_lab/recipes/``:
 
 * ``paper.yaml``: the paper's §4 values (AdamW, lr 1e-6, weight decay 1e-2, global batch 128
   through gradient accumulation, 8 rollouts, λk = 0.5, 2 fps, longer side ≤ 336) for
@@ -12,8 +12,8 @@ Six recipes ship in ``stvg_lab/recipes/``:
 * ``tiny_cpu_polish.yaml``: more rounds of the same SFT at a third of the learning rate, which the shipped
   SFT checkpoint ran after the curriculum (bench/make_shipped_sft.py, bench/LEARNING.md round 15).
 * ``tiny_cpu_ground.yaml``: the grounding rows alone (no cell rows) at ``tiny_cpu``'s rate held constant,
-  ``final`` the mean of its last nine checkpoints (``average_from_step``), the shipped checkpoint's last
-  stage after the polish rounds (bench/LEARNING.md rounds 18-20).
+  ``final`` the mean of its last nine checkpoints (``average_from_step``), the shipped checkpoint's stage
+  after the polish rounds (bench/LEARNING.md rounds 18-20).
 * ``tiny_cpu_clips.yaml``: the same stage on a 12,000-clip train split of the benchmark, 6,000 steps,
   ``final`` the mean of checkpoints 2,000-6,000: the shipped checkpoint's last stage (round 21).
 * ``tiny_cpu_grpo.yaml``: its GRPO stage with the paper's five rewards (what ``make demo`` runs).

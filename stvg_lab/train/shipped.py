@@ -105,21 +105,33 @@ def read_provenance(checkpoint: str | Path) -> dict[str, Any]:
     return json.loads((Path(checkpoint) / PROVENANCE).read_text())
 
 
+def benchmark_differences(a: dict[str, Any], b: dict[str, Any]) -> str:
+    """The fields that make two synthetic datasets different benchmarks, as one phrase; ``""`` when none differ.
+
+    ``a`` and ``b``: manifests (``dataset.json``) or a provenance's ``data``. Generator version, seed and
+    config count (split sizes do not); config fields added to SynthConfig since one was written take their
+    defaults, and a differing config names its fields, e.g. ``"config (config fields: preset)"``.
+    """
+    from stvg_lab.data.synth_config import full_config
+
+    a, b = dict(a), dict(b)
+    for d in (a, b):
+        if isinstance(d.get("config"), dict):
+            d["config"] = full_config(d["config"])
+    diff = [k for k in _DATA_KEYS if a.get(k) != b.get(k)]
+    fields = ", ".join(diff)
+    if "config" in diff:
+        changed = sorted(k for k in set(a["config"]) | set(b["config"]) if a["config"].get(k) != b["config"].get(k))
+        fields += f" (config fields: {', '.join(changed)})"
+    return fields
+
+
 def check_compatible(checkpoint: str | Path, data_dir: str | Path) -> None:
     """Raise ValueError unless ``data_dir``'s synthetic benchmark is the one ``checkpoint`` was trained on."""
     from stvg_lab.data.synth import read_manifest
-    from stvg_lab.data.synth_config import full_config
 
-    trained, here = dict(read_provenance(checkpoint)["data"]), dict(read_manifest(data_dir))
-    for d in (trained, here):  # fields added to SynthConfig since the export take their defaults
-        if isinstance(d.get("config"), dict):
-            d["config"] = full_config(d["config"])
-    diff = [k for k in _DATA_KEYS if trained.get(k) != here.get(k)]
-    if diff:
-        fields = ", ".join(diff)
-        if "config" in diff:
-            changed = sorted(k for k in set(trained["config"]) | set(here["config"]) if trained["config"].get(k) != here["config"].get(k))
-            fields += f" (config fields: {', '.join(changed)})"
+    fields = benchmark_differences(read_provenance(checkpoint)["data"], read_manifest(data_dir))
+    if fields:
         raise ValueError(
             f"{checkpoint} was trained on a different synthetic benchmark than {data_dir}: {fields} differ; "
             "generate the default dataset (`stvg-lab data synth`) or train SFT yourself (`stvg-lab demo --from-scratch`)"
