@@ -269,8 +269,8 @@ def main() -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     if args.from_run and (args.polish_rounds or args.from_shipped):
         ap.error("--polish-rounds and --from-shipped follow the curriculum; --from-run exports a finished run as it is")
-    if args.from_shipped and (args.root or args.polish_rounds is not None or args.no_ground):
-        ap.error("--from-shipped runs the grounding stage alone; --root, --polish-rounds and --no-ground belong to the full chain")
+    if args.from_shipped and (args.root or args.polish_rounds is not None or args.no_ground or args.no_clips):
+        ap.error("--from-shipped runs the grounding stage alone; --root, --polish-rounds, --no-ground and --no-clips belong to the full chain")
     if args.clips_from_shipped and (args.root or args.polish_rounds is not None or args.no_ground or args.no_clips or args.from_shipped or args.from_run):
         ap.error("--clips-from-shipped runs the clips stage alone; it takes no other stage's flag")
     rounds = POLISH_ROUNDS if args.polish_rounds is None else args.polish_rounds

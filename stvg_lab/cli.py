@@ -98,7 +98,7 @@ def _demo(args: argparse.Namespace) -> int:
     from stvg_lab.pipeline import DemoConfig, run_demo
 
     report = run_demo(DemoConfig(out_dir=Path(args.out), data_dir=Path(args.data), quick=args.quick, seed=args.seed,
-                                 from_scratch=args.from_scratch))
+                                 from_scratch=args.from_scratch, grid_workers=args.grid_workers))
     print(report.read_text() if report.suffix == ".md" else f"report: {report}")
     return 0
 
@@ -124,6 +124,9 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--from-scratch", action="store_true",
                       help="train SFT here (tiny_cpu from a fresh stand-in, ~13 min; it does not learn to read the frames) "
                            "instead of starting from the shipped checkpoint (bench/curriculum.py's)")
+    demo.add_argument("--grid-workers", type=int, default=None,
+                      help="GRPO runs trained side by side, the CPU threads shared out (default: one per run, at most one per CPU; "
+                           "1: one after the other on all threads; the weights differ with the thread count)")
     demo.set_defaults(func=_demo)
 
     ev = sub.add_parser("evaluate", help="predict with a checkpoint and score with TubeDETR's metrics")

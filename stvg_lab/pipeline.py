@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -50,11 +51,15 @@ class DemoConfig:
     grpo_steps: int | None = None  # None: the GRPO recipe's
     grid_variants: list[str] = field(default_factory=lambda: ["full", "no_think_reward"])
     grid_seeds: list[int] = field(default_factory=lambda: [0])
+    # grid runs side by side, the CPUs shared out (stvg_lab.analysis.workers); None: one per run, at most one per CPU
+    grid_workers: int | None = None
     n_eval: int = 100  # test samples scored for every model (the same ones)
     n_reliance: int = 32  # val clips of the video-reliance control
 
     def __post_init__(self) -> None:
         self.out_dir, self.data_dir = Path(self.out_dir), Path(self.data_dir)
+        if self.grid_workers is not None and self.grid_workers < 1:
+            raise ValueError(f"grid_workers must be at least 1 (or None: one per grid run), got {self.grid_workers}")
         if self.quick:
             # every step runs, on sizes that finish in about a minute
             self.n_train, self.n_val, self.n_test = 8, 2, 4
@@ -129,7 +134,22 @@ def _grid(cfg: DemoConfig, sft_final: Path):
         max_eval_samples=cfg.n_eval,
         name="demo",
     )
-    return run_grid(spec, cfg.out_dir / "grid")
+    return run_grid(spec, cfg.out_dir / "grid", workers=_grid_workers(cfg))
+
+
+def _workers_phrase(cfg: DemoConfig) -> str:
+    from stvg_lab.analysis.workers import threads_per_worker
+
+    workers = _grid_workers(cfg)
+    if workers == 1:
+        return "one after the other in this process"
+    return f"side by side in {workers} worker processes of {threads_per_worker(workers)} torch thread(s) each"
+
+
+def _grid_workers(cfg: DemoConfig) -> int:
+    if cfg.grid_workers is not None:
+        return cfg.grid_workers
+    return max(1, min(len(cfg.grid_variants) * len(cfg.grid_seeds), os.cpu_count() or 1))
 
 
 def _evaluate(cfg: DemoConfig, checkpoint: Path, name: str, test, train) -> Path:
@@ -377,6 +397,8 @@ def run_demo(cfg: DemoConfig) -> Path:
             "| step | seconds |",
             "|---|---:|",
             *[f"| {k} | {v:.1f} |" for k, v in timings.items()],
+            "",
+            f"The grid's runs trained {_workers_phrase(cfg)} (`--grid-workers`; the weights depend on the thread count).",
             "",
             f"Configuration: `{json.dumps({k: str(v) for k, v in asdict(cfg).items()})}`",
             "",

@@ -388,6 +388,7 @@ def test_clips_data_must_be_the_same_benchmark_with_more_clips(tmp_path, monkeyp
     (["--polish-rounds", "0"], "--polish-rounds 0 needs --no-ground"),
     (["--from-shipped", "runs/g", "--no-ground"], "--from-shipped runs the grounding stage alone"),
     (["--from-shipped", "runs/g", "--root", "r"], "--from-shipped runs the grounding stage alone"),
+    (["--from-shipped", "runs/g", "--no-clips"], "--from-shipped runs the grounding stage alone"),  # it runs no clips stage to skip
     (["--from-run", "runs/sft", "--from-shipped", "runs/g"], "--from-run exports a finished run as it is"),
 ])
 def test_make_shipped_refuses_flags_that_do_not_go_together(monkeypatch, capsys, argv, message):

@@ -7,6 +7,7 @@ so these tests check planning, caching, atomic completion and retry without any 
 from __future__ import annotations
 
 import json
+import os
 import shutil
 from pathlib import Path
 
@@ -22,6 +23,7 @@ from stvg_lab.analysis.grid import (
     variant_overrides,
 )
 from stvg_lab.analysis.tables import ablation_table
+from stvg_lab.analysis.workers import threads_per_worker
 from stvg_lab.train.recipe import load_recipe
 
 
@@ -301,3 +303,57 @@ def test_ablation_table_from_grid_results(base, tmp_path):
     # full: m_tIoU over seeds 0.15 and 0.25 -> 20.0 ± 7.1 (sample std of 15, 25)
     assert "| RFT w/ think bbox (full STVG-o1) | 2 | 20.0 ± 7.1 |" in md
     assert ablation_table(tmp_path / "grid", "tab5") == md  # the same from results.jsonl
+
+
+def _train_in_worker(recipe) -> Path:
+    """A train_fn for worker processes (they cannot append to a parent's Fakes): records its process in final/ran.json.
+
+    ``FAKE_CRASH`` (inherited by the spawned workers) names one "<variant>-s<seed>" that raises.
+    """
+    import torch
+
+    variant, seed = Fakes._key(recipe)
+    print(f"training {variant} seed {seed}")  # the worker's stdout: lands in the run's worker.log
+    if os.environ.get("FAKE_CRASH") == f"{variant}-s{seed}":
+        raise RuntimeError(f"simulated crash while training {variant} seed {seed}")
+    final = Fakes._final(recipe)
+    (final / "ran.json").write_text(json.dumps({"pid": os.getpid(), "threads": torch.get_num_threads()}))
+    return final
+
+
+def test_workers_run_the_grid_in_other_processes_with_the_same_results(base, tmp_path):
+    fakes = Fakes()
+    results = run_grid(_spec(base), tmp_path / "grid", train_fn=_train_in_worker, eval_fn=Fakes().eval, sft_fn=fakes.sft, workers=2)
+    assert sorted(fakes.sft_calls) == ["no_think", "paper"]  # the SFTs ran here, once each, before the runs fanned out
+    assert {r.status for r in results.runs} == {"trained"}
+    for r in results.runs:
+        ran = json.loads((r.checkpoint / "ran.json").read_text())
+        assert ran["pid"] != os.getpid() and ran["threads"] == threads_per_worker(2)
+        assert f"training {r.variant} seed {r.seed}" in (r.run_dir / "worker.log").read_text()
+        assert json.loads((r.run_dir / "metrics.json").read_text())["recipe_hash"] == r.run_hash
+    assert [(r.variant, r.seed) for r in results.runs] == [("full", 0), ("full", 1), ("no_think_bbox", 0), ("no_think_bbox", 1)]
+    one_by_one = _run(_spec(base), tmp_path / "sequential", Fakes())
+    assert results.rows() == one_by_one.rows()
+    again = run_grid(_spec(base), tmp_path / "grid", train_fn=_train_in_worker, eval_fn=Fakes().eval, sft_fn=fakes.sft, workers=2)
+    assert {r.status for r in again.runs} == {"cached"}
+
+
+def test_a_crash_in_a_worker_is_recorded_or_raised(base, tmp_path, monkeypatch):
+    monkeypatch.setenv("FAKE_CRASH", "full-s1")
+    kw = dict(train_fn=_train_in_worker, eval_fn=Fakes().eval, workers=2)
+    results = run_grid(_spec(base, variants=["full"]), tmp_path / "grid", sft_fn=Fakes().sft, on_error="continue", **kw)
+    assert [(r.variant, r.seed) for r in results.failed] == [("full", 1)]
+    assert "simulated crash" in results.failed[0].error
+    assert results.run("full", 0).status == "trained"
+    assert not (results.run("full", 1).run_dir / "metrics.json").exists()
+    with pytest.raises(RuntimeError, match="simulated crash while training full seed 1"):  # the worker's exception, re-raised
+        run_grid(_spec(base, variants=["full"]), tmp_path / "grid2", sft_fn=Fakes().sft, **kw)
+
+
+def test_workers_refuse_functions_that_cannot_reach_a_worker(base, tmp_path):
+    fakes = Fakes()
+    with pytest.raises(TypeError, match="train_fn cannot be sent to a worker process"):
+        run_grid(_spec(base), tmp_path / "grid", train_fn=lambda recipe: Path(), eval_fn=fakes.eval, sft_fn=fakes.sft, workers=2)
+    assert fakes.sft_calls == [] and not (tmp_path / "grid").exists()  # refused before anything ran
+    with pytest.raises(ValueError, match="workers must be at least 1, got 0"):
+        run_grid(_spec(base), tmp_path / "grid", train_fn=fakes.train, eval_fn=fakes.eval, sft_fn=fakes.sft, workers=0)

@@ -36,6 +36,12 @@ def test_quick_demo_writes_the_report_and_a_rerun_is_cached(tmp_path):
     made_on = next(line for line in text.splitlines() if line.startswith("Made on"))  # where the GRPO run trained
     assert f"torch {torch.__version__}" in made_on and torch.backends.cpu.get_cpu_capability() in made_on
     assert (cfg.out_dir / "object_scale.png").stat().st_size > 0
+    # the grid's two runs trained side by side where there are two CPUs, each printing into its own worker.log
+    from stvg_lab.pipeline import _grid_workers, _workers_phrase
+
+    assert f"The grid's runs trained {_workers_phrase(cfg)}" in text
+    logs = sorted((cfg.out_dir / "grid" / "runs").glob("*/worker.log"))
+    assert len(logs) == (2 if _grid_workers(cfg) > 1 else 0)
     metrics = json.loads((cfg.out_dir / "eval" / "sft" / "metrics.json").read_text())
     assert metrics["n"] == cfg.n_eval and 0 <= metrics["pred"]["m_tIoU"] <= 1
 
@@ -62,3 +68,42 @@ def test_default_demo_starts_from_the_shipped_checkpoint(tmp_path):
                                config=replace(SynthConfig(), clip_seconds=5.0))
     with pytest.raises(ValueError, match="clip_seconds"):
         _sft(DemoConfig(out_dir=tmp_path / "demo2", data_dir=other))
+
+
+@pytest.mark.parametrize("argv, workers", [([], None), (["--grid-workers", "1"], 1), (["--grid-workers", "3"], 3)])
+def test_demo_cli_passes_the_grid_workers(monkeypatch, tmp_path, argv, workers):
+    import stvg_lab.pipeline as pipeline
+    from stvg_lab.cli import main
+
+    seen = []
+
+    def fake_run_demo(cfg):
+        seen.append(cfg)
+        report = tmp_path / "report.md"
+        report.write_text("report")
+        return report
+
+    monkeypatch.setattr(pipeline, "run_demo", fake_run_demo)
+    assert main(["demo", "--out", str(tmp_path / "demo"), *argv]) == 0
+    assert seen[0].grid_workers == workers
+
+
+@pytest.mark.parametrize(
+    "variants, seeds, given, cpus, expected",
+    [
+        (["full", "no_think_reward"], [0], None, 2, 2),  # the demo's grid on this machine: one run per CPU
+        (["full", "no_think_reward"], [0], None, 1, 1),  # one CPU: one after the other
+        (["full"], [0, 1, 2], None, 16, 3),  # never more workers than runs
+        (["full", "no_think_reward"], [0], 1, 16, 1),  # --grid-workers 1
+    ],
+)
+def test_grid_workers(monkeypatch, variants, seeds, given, cpus, expected):
+    from stvg_lab.pipeline import _grid_workers
+
+    monkeypatch.setattr("os.cpu_count", lambda: cpus)
+    assert _grid_workers(DemoConfig(grid_variants=variants, grid_seeds=seeds, grid_workers=given)) == expected
+
+
+def test_grid_workers_below_one_are_refused():
+    with pytest.raises(ValueError, match="grid_workers must be at least 1"):
+        DemoConfig(grid_workers=0)

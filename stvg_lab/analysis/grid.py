@@ -51,6 +51,7 @@ run that needs one must train.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import json
 import logging
@@ -58,12 +59,14 @@ import os
 import shutil
 import traceback
 import uuid
+from concurrent.futures import CancelledError
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
 from stvg_lab.answer import get_format, without_think
 from stvg_lab.train.recipe import Recipe, load_recipe
+from stvg_lab.analysis.workers import check_picklable, run_in_workers, threads_per_worker
 from stvg_lab.checkpoints import checkpoint_fingerprint
 
 logger = logging.getLogger(__name__)
@@ -105,6 +108,7 @@ SCORING_VERSION = 2
 """What the default evaluation scores; raised when it scores more, so cached runs are scored again.
 2: the baselines and each run's pred-span control (``metrics.json`` ``controls``)."""
 RECIPE_FILE = "recipe.yaml"
+WORKER_LOG = "worker.log"
 
 
 def variant_overrides(variant: str, base_format: str = "paper") -> dict[str, Any]:
@@ -363,19 +367,20 @@ def make_eval_fn(eval_kwargs: Mapping[str, Any] | None = None, max_eval_samples:
     mean box of the baselines and of each run's pred-span control. ``eval_kwargs`` go to
     :func:`stvg_lab.evaluate.evaluate_model`. Returns the ``metrics.json`` content.
     """
-    kwargs = {"progress": False, **dict(eval_kwargs or {})}
+    # a partial of a module-level function, not a closure: it must pickle for run_grid(workers > 1)
+    return functools.partial(_default_eval, {"progress": False, **dict(eval_kwargs or {})}, max_eval_samples)
 
-    def eval_fn(checkpoint: Path, recipe: Recipe, out_dir: Path) -> Mapping[str, Any]:
-        from stvg_lab.evaluate import evaluate_model
-        from stvg_lab.train.dataset import load_samples
 
-        samples = load_samples(recipe, recipe.eval_split)
-        if max_eval_samples is not None:
-            samples = samples[:max_eval_samples]
-        given = {"train_samples": load_samples(recipe, recipe.train_split)} | kwargs  # eval_kwargs may bring their own
-        return evaluate_model(checkpoint, samples, out_dir, recipe.answer_format, **given).metrics
+def _default_eval(kwargs: Mapping[str, Any], max_eval_samples: int | None, checkpoint: Path, recipe: Recipe,
+                  out_dir: Path) -> Mapping[str, Any]:
+    from stvg_lab.evaluate import evaluate_model
+    from stvg_lab.train.dataset import load_samples
 
-    return eval_fn
+    samples = load_samples(recipe, recipe.eval_split)
+    if max_eval_samples is not None:
+        samples = samples[:max_eval_samples]
+    given = {"train_samples": load_samples(recipe, recipe.train_split)} | dict(kwargs)  # eval_kwargs may bring their own
+    return evaluate_model(checkpoint, samples, out_dir, recipe.answer_format, **given).metrics
 
 
 @dataclass
@@ -454,6 +459,7 @@ def run_grid(
     *,
     on_error: str = "raise",
     only_cached: bool = False,
+    workers: int = 1,
 ) -> GridResults:
     """Train (GRPO) and evaluate every (variant, seed) of ``spec`` under ``out_dir``, reusing finished runs.
 
@@ -464,10 +470,16 @@ def run_grid(
     are in the module docstring. ``on_error="raise"`` re-raises the first failure (after
     logging it); ``"continue"`` records it in the run's ``error`` and goes on.
     ``only_cached=True`` trains and evaluates nothing: runs not done are reported ``missing``.
-    Also writes ``out_dir/results.jsonl`` (the tidy rows).
+    ``workers > 1`` trains and evaluates the runs that are not done side by side, in that many spawned
+    processes sharing the CPU threads (:mod:`stvg_lab.analysis.workers`; each run's output in its
+    ``worker.log``); ``train_fn`` and ``eval_fn`` must then pickle. The SFT checkpoints the runs need are
+    trained first, in this process. With ``on_error="raise"`` runs not yet started are cancelled
+    after a failure. Also writes ``out_dir/results.jsonl`` (the tidy rows).
     """
     if on_error not in ("raise", "continue"):
         raise ValueError(f"on_error must be 'raise' or 'continue', got {on_error!r}")
+    if workers < 1:
+        raise ValueError(f"workers must be at least 1, got {workers}")
     out = Path(out_dir)
     base = spec.base()
     train_fn = train_fn or default_train_fn
@@ -482,15 +494,13 @@ def run_grid(
         if p.variant not in variants_of[p.run_hash]:
             variants_of[p.run_hash].append(p.variant)
 
-    finished: dict[str, RunResult] = {}  # run hash -> result, for variants sharing a recipe
-    results = []
+    unique: dict[str, RunResult] = {}  # run hash -> result, for variants sharing a recipe
+    pending: list[tuple[_Planned, RunResult]] = []
     for p in planned:
-        run_dir = out / "runs" / p.run_hash
-        if p.run_hash in finished:
-            prev = finished[p.run_hash]
-            results.append(dataclasses.replace(prev, variant=p.variant, seed=p.seed))
+        if p.run_hash in unique:
             continue
-        result = RunResult(p.variant, p.seed, p.run_hash, run_dir, status="cached")
+        run_dir = out / "runs" / p.run_hash
+        result = unique[p.run_hash] = RunResult(p.variant, p.seed, p.run_hash, run_dir, status="cached")
         done = _read_json(run_dir / MARKER_DONE)
         if done and done.get("recipe_hash") == p.run_hash and done.get("eval_hash") == eval_hash:
             result.metrics = done["metrics"]
@@ -498,17 +508,52 @@ def run_grid(
         elif only_cached:
             result.status = "missing"
         else:
+            pending.append((p, result))
+
+    def failed(p: _Planned, result: RunResult, e: BaseException, trace: str) -> None:
+        result.status = "failed"
+        result.error = f"{type(e).__name__}: {e}"
+        logger.error("grid %s: run %s (variant %s, seed %d) failed:\n%s", spec.name, result.run_dir, p.variant, p.seed, trace)
+
+    if workers > 1 and pending:  # even one run: its thread count, and so its weights, must not depend on what was cached
+        check_picklable(train_fn=train_fn, eval_fn=eval_fn)
+        # the shared SFT checkpoints first, here, one at a time: two workers must not train the same one
+        jobs, queued = [], []
+        for p, r in pending:
             try:
-                _run_one(p, run_dir, result, sft, train_fn, eval_fn, eval_hash, variants_of[p.run_hash])
-            except Exception as e:  # noqa: BLE001 - recorded, then re-raised unless on_error="continue"
-                result.status = "failed"
-                result.error = f"{type(e).__name__}: {e}"
-                logger.error("grid %s: run %s (variant %s, seed %d) failed:\n%s", spec.name, run_dir, p.variant,
-                             p.seed, traceback.format_exc())
+                init = _init_checkpoint(p, r.run_dir, sft)
+            except Exception as e:  # noqa: BLE001 - as a failed run below
+                failed(p, r, e, traceback.format_exc())
                 if on_error == "raise":
                     raise
-        finished[p.run_hash] = result
-        results.append(result)
+                continue
+            jobs.append((_run_one, (p, r, init, train_fn, eval_fn, eval_hash, variants_of[p.run_hash]), r.run_dir / WORKER_LOG))
+            queued.append((p, r))
+        threads = threads_per_worker(workers)
+        logger.info("grid %s: %d runs on %d workers of %d thread(s)", spec.name, len(jobs), workers, threads)
+        outcomes = run_in_workers(jobs, workers, threads, stop_on_error=on_error == "raise")
+        for (p, result), outcome in zip(queued, outcomes):
+            if isinstance(outcome, BaseException):
+                failed(p, result, outcome, "".join(traceback.format_exception(outcome)))
+            else:
+                unique[p.run_hash] = outcome
+        errors = [o for o in outcomes if isinstance(o, BaseException)]
+        first = next((e for e in errors if not isinstance(e, CancelledError)), errors[0] if errors else None)
+        if first is not None and on_error == "raise":
+            raise first
+    else:
+        for p, result in pending:
+            try:
+                _run_one(p, result, _init_checkpoint(p, result.run_dir, sft), train_fn, eval_fn, eval_hash, variants_of[p.run_hash])
+            except Exception as e:  # noqa: BLE001 - recorded, then re-raised unless on_error="continue"
+                failed(p, result, e, traceback.format_exc())
+                if on_error == "raise":
+                    raise
+
+    results = []
+    for p in planned:  # the first variant of a run holds its result; others that share the run get a copy
+        r = unique[p.run_hash]
+        results.append(r if (r.variant, r.seed) == (p.variant, p.seed) else dataclasses.replace(r, variant=p.variant, seed=p.seed))
 
     grid = GridResults(out, results, sft=dict(sft.paths))
     if not only_cached:
@@ -521,20 +566,26 @@ def run_grid(
     return grid
 
 
+def _init_checkpoint(p: _Planned, run_dir: Path, sft: _SFTCache) -> Path | None:
+    """The SFT checkpoint a run starts from, trained here if needed; None when the run's training is already done."""
+    return None if _trained_checkpoint(run_dir, p.run_hash) else sft.get(p.sft_format)
+
+
 def _run_one(
     p: _Planned,
-    run_dir: Path,
     result: RunResult,
-    sft: _SFTCache,
+    init: Path | None,
     train_fn: TrainFn,
     eval_fn: EvalFn,
     eval_hash: str,
     variants: Sequence[str],
-) -> None:
+) -> RunResult:
+    """Train (from ``init``, unless ``checkpoint.json`` records it done) and evaluate one run; ``result`` filled in."""
+    run_dir = result.run_dir
     run_dir.mkdir(parents=True, exist_ok=True)
     checkpoint = _trained_checkpoint(run_dir, p.run_hash)
     if checkpoint is None:
-        recipe = p.recipe.replace(init_from=str(sft.get(p.sft_format)), output_dir=str(run_dir / "train"))
+        recipe = p.recipe.replace(init_from=str(init), output_dir=str(run_dir / "train"))
         recipe.save(run_dir / RECIPE_FILE)
         logger.info("grid: training %s (variant %s, seed %d)", run_dir, p.variant, p.seed)
         checkpoint = Path(train_fn(recipe))
@@ -552,6 +603,7 @@ def _run_one(
     )
     result.metrics = metrics
     result.checkpoint = checkpoint
+    return result
 
 
 def load_rows(path: str | Path) -> list[dict[str, Any]]:
