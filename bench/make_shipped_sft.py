@@ -18,8 +18,8 @@ Default, four stages, each skipped where its output already exists in ``--root``
    length and window chosen on the val clips over two seeds, rounds 19-20) from the last round's ``final``,
    into ``<root>/ground``;
 4. unless ``--no-clips`` (or ``--no-ground``), one ``tiny_cpu_clips`` stage (the same SFT on a 12,000-clip train
-   split of the same benchmark, which it generates where the recipe's ``data`` names it; 6,000 steps, ``final``
-   the mean of checkpoints 2,000-6,000; round 21) from the grounding stage's ``final``, into ``<root>/clips``.
+   split of the same benchmark, which it generates where the recipe's ``data`` names it; 10,000 steps, ``final``
+   the mean of checkpoints 6,000-10,000; rounds 21-23) from the grounding stage's ``final``, into ``<root>/clips``.
 
 The last stage's ``final`` is exported with :func:`stvg_lab.train.shipped.export_checkpoint`.
 ``provenance.json`` keeps the command, the recipe the last stage ran, the last polish round's
@@ -38,9 +38,12 @@ to the recipe's length and averaged: how the averaged stage shipped since sessio
 A package that ships a clips stage has no grounding stage to continue: remake the chain instead.
 
 ``--clips-from-shipped RUN`` is stage 4 alone, from the grounding stage the package ships, into RUN
-(how the clips stage shipped since session 24 was made); its provenance keeps the shipped one's records,
+(how the 6,000-step clips stage shipped in session 24 was made); its provenance keeps the shipped one's records,
 its command (``ground_command``) and its weights' sha256 (``ground_sha256``), since the path the stage's
-recipe names as its start holds the clips stage's weights once it ships.
+recipe names as its start holds the clips stage's weights once it ships. From a package that ships a clips
+stage already, RUN must hold that stage's run (its last checkpoint as the provenance fingerprinted it), which
+is resumed to the recipe's length and averaged, the replaced stage's record kept in ``clips_replaced``: how
+the 10,000-step stage shipped since session 25 was made from session 24's run (bench/LEARNING.md round 23).
 
 ``--from-run`` exports an SFT run that already finished (``stvg-lab train sft``, a fresh stand-in;
 its ``recipe.yaml`` must be ``tiny_cpu``'s): the pre-curriculum way, which gives a stand-in that
@@ -180,24 +183,47 @@ def clips(run: Path, start: Path | str, data: str | Path, seed: int) -> dict:
 def clips_from_shipped(run: Path, data: str | Path, seed: int) -> tuple[Path, dict]:
     """The clips stage from the grounding stage the package ships, keeping its provenance's records.
 
-    Returns the stage's folder and what the new provenance keeps: the shipped records (curriculum, polish
-    rounds, grounding stage and any stage it replaced), the grounding stage's recipe, command, commit and
-    weights' sha256 (``ground_recipe``, ``ground_command``, ``ground_git_commit``, ``ground_sha256``), and the
-    stage's own record (``clips``).
+    When the package ships the grounding stage, the stage starts from it. When it ships a clips stage
+    already, the grounding weights are gone from it: ``run`` must then hold that stage's run, its
+    ``checkpoint-<the shipped stage's max_steps>`` the one the provenance fingerprinted when it averaged
+    the stage, and the stage is resumed to ``tiny_cpu_clips``'s length as the recipe is now (with its
+    averaging; the lr is constant, so this is the longer stage's trajectory). Returns the stage's folder and
+    what the new provenance keeps: the shipped records (curriculum, polish rounds, grounding stage and any
+    stage it replaced), the grounding stage's recipe, command, commit and weights' sha256 (``ground_recipe``,
+    ``ground_command``, ``ground_git_commit``, ``ground_sha256``), the clips stage it replaces
+    (``clips_replaced``) and the stage's own record (``clips``).
     """
+    from stvg_lab.checkpoints import checkpoint_fingerprint
     from stvg_lab.train.shipped import SHIPPED_DIR, read_provenance
 
     shipped = SHIPPED_DIR / "tiny_cpu_sft"
     old = read_provenance(shipped)
-    if not old.get("ground") or old.get("clips"):
-        sys.exit(f"{shipped} ships {'a clips stage already' if old.get('clips') else 'no grounding stage'}; --clips-from-shipped adds the "
-                 "clips stage to a shipped grounding stage only; remake the whole chain: bench/make_shipped_sft.py")
+    if not old.get("ground"):
+        sys.exit(f"{shipped} ships no grounding stage; --clips-from-shipped adds the clips stage to a shipped grounding stage only; "
+                 "remake the whole chain: bench/make_shipped_sft.py")
     keep = {k: old[k] for k in ("curriculum", "polish", "polish_recipe", "polish_command", "polish_git_commit", "ground", "ground_replaced")
             if k in old}
-    keep.update(ground_recipe=old["recipe"], ground_command=old["command"], ground_git_commit=old.get("git_commit"),
-                ground_sha256=sha256(shipped / "model.safetensors"))
-    model = os.path.relpath(shipped, Path.cwd())  # the string the stage's recipe records (the repo root: stvg_lab/assets/...)
-    return run, {**keep, "clips": clips(run, model, data, seed)}
+    if not old.get("clips"):
+        keep.update(ground_recipe=old["recipe"], ground_command=old["command"], ground_git_commit=old.get("git_commit"),
+                    ground_sha256=sha256(shipped / "model.safetensors"))
+        model = os.path.relpath(shipped, Path.cwd())  # the string the stage's recipe records (the repo root: stvg_lab/assets/...)
+        return run, {**keep, "clips": clips(run, model, data, seed)}
+    step = old["recipe"]["max_steps"]
+    fingerprints = {Path(c["path"]).name: c["fingerprint"] for c in old["clips"].get("averaged_from") or []}
+    mine = run / f"checkpoint-{step}"
+    if f"checkpoint-{step}" not in fingerprints:
+        sys.exit(f"{shipped}/provenance.json records no fingerprint of its clips stage's checkpoint-{step}; remake the whole chain: "
+                 "bench/make_shipped_sft.py")
+    if not mine.is_dir() or checkpoint_fingerprint(mine) != fingerprints[f"checkpoint-{step}"]:
+        why = "it has no such checkpoint" if not mine.is_dir() else "its files differ"
+        sys.exit(f"{shipped} ships a clips stage already, so the grounding stage it started from is not in the package; "
+                 f"--clips-from-shipped {run} needs that stage's run, whose checkpoint-{step} the provenance fingerprinted ({why}); "
+                 "or remake the whole chain: bench/make_shipped_sft.py")
+    keep.update({k: old.get(k) for k in ("ground_recipe", "ground_command", "ground_git_commit", "ground_sha256")})
+    keep["clips_replaced"] = {"record": old["clips"], "recipe": old["recipe"], "git_commit": old.get("git_commit"),
+                              "sha256": sha256(shipped / "model.safetensors")}
+    # the stage's start as its recipe recorded it (the grounding stage, shipped then)
+    return run, {**keep, "clips": clips(run, old["clips"]["model"], data, seed)}
 
 
 def from_shipped(run: Path, data: str, seed: int) -> tuple[Path, dict]:

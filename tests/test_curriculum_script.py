@@ -14,6 +14,8 @@ from pathlib import Path
 
 import pytest
 
+from stvg_lab.checkpoints import checkpoint_fingerprint
+
 BENCH = Path(__file__).resolve().parent.parent / "bench"
 
 
@@ -355,12 +357,35 @@ def test_clips_from_shipped_follows_a_shipped_grounding_stage_and_keeps_its_reco
     assert {k: kept[k] for k in polished} == polished and (kept["ground"], kept["ground_replaced"]) == (ground, {"sha256": "0"})
     assert (kept["ground_recipe"], kept["ground_command"], kept["ground_git_commit"]) == (ground_recipe, "c --no-ground && g", "def")
     assert kept["ground_sha256"] == hashlib.sha256(b"grounded weights").hexdigest()
-    # once the clips stage ships, neither stage can be added or continued from the package: the chain is remade
-    provenance(recipe={"name": "tiny_cpu_clips"}, command="x", ground=ground, clips={"round": "clips"}, **polished)
-    with pytest.raises(SystemExit, match="ships a clips stage already"):
-        make_shipped.clips_from_shipped(tmp_path / "clips", "data/synth_train12k", 0)
+    # once the clips stage ships, the grounding stage cannot be added or continued from the package ...
+    grounded = {k: kept[k] for k in ("ground_recipe", "ground_command", "ground_git_commit", "ground_sha256")}
+    old_clips = {"round": "clips", "model": "ship/tiny_cpu_sft", "averaged_from": [{"path": "runs/clips/checkpoint-6000", "fingerprint": "0"}]}
+    clips_shipped = dict(recipe={"name": "tiny_cpu_clips", "max_steps": 6000}, command="c --no-ground && g && k", ground=ground,
+                         clips=old_clips, git_commit="fed", **grounded, **polished)
+    provenance(**clips_shipped)
     with pytest.raises(SystemExit, match="ships a clips stage, so the grounding stage under it is not in the package"):
         make_shipped.from_shipped(tmp_path / "ground", "data/synthetic", 0)
+    # ... and only the clips stage's own run, continued, may replace it: its checkpoint-6000 as the provenance fingerprinted it
+    run = tmp_path / "clips_10k"
+    with pytest.raises(SystemExit, match="whose checkpoint-6000 the provenance fingerprinted .it has no such checkpoint"):
+        make_shipped.clips_from_shipped(run, "data/synth_train12k", 0)
+    (run / "checkpoint-6000").mkdir(parents=True)
+    (run / "checkpoint-6000" / "model.safetensors").write_bytes(b"step 6000")
+    with pytest.raises(SystemExit, match="its files differ"):
+        make_shipped.clips_from_shipped(run, "data/synth_train12k", 0)
+    old_clips["averaged_from"] = [{"path": "runs/clips/checkpoint-5500", "fingerprint": "0"}]
+    provenance(**clips_shipped)
+    with pytest.raises(SystemExit, match="records no fingerprint of its clips stage's checkpoint-6000"):
+        make_shipped.clips_from_shipped(run, "data/synth_train12k", 0)
+    old_clips["averaged_from"] = [{"path": "runs/clips/checkpoint-6000", "fingerprint": checkpoint_fingerprint(run / "checkpoint-6000")}]
+    provenance(**clips_shipped)
+    _clips_stage(run, "ship/tiny_cpu_sft")  # the continued stage, finished (its recipe records the same start)
+    run_dir, kept = make_shipped.clips_from_shipped(run, "data/synth_train12k", 0)
+    assert run_dir == run and kept["clips"]["model"] == "ship/tiny_cpu_sft" and kept["clips"]["dir"] == str(run)
+    assert {k: kept[k] for k in grounded} == grounded and {k: kept[k] for k in polished} == polished and kept["ground"] == ground
+    replaced = kept["clips_replaced"]
+    assert (replaced["record"], replaced["recipe"]["max_steps"], replaced["git_commit"]) == (old_clips, 6000, "fed")
+    assert replaced["sha256"] == hashlib.sha256(b"grounded weights").hexdigest()  # the weights the package shipped
 
 
 def test_clips_data_must_be_the_same_benchmark_with_more_clips(tmp_path, monkeypatch):

@@ -275,9 +275,10 @@ def test_the_ground_recipe_is_the_round_19_stage_averaged_as_in_round_20():
     assert replace(ground, name=swept.name) == swept
 
 
-def test_the_clips_recipe_is_the_round_21_stage():
-    # what bench/out/round23/d12k ran (`--recipe tiny_cpu_ground --set data=... max_steps=6000 average_from_step=2000`)
+def test_the_clips_recipe_is_the_rounds_22_23_stage():
+    # what bench/out/round24/d12k_10k and round25/clips_10k ran (round 21's 6,000-step d12k resumed with
+    # `--set max_steps=10000 --set average_from_step=6000`; the lr is constant, so the same as one 10,000-step run)
     clips = load_recipe("tiny_cpu_clips")
-    swept = load_recipe("tiny_cpu_ground", data="data/synth_train12k", max_steps=6000, average_from_step=2000)
-    assert replace(clips, name=swept.name) == swept
-    assert clips.averaged_steps() == list(range(2000, 6001, 500))
+    swept = load_recipe("tiny_cpu_ground", data="data/synth_train12k", max_steps=10000, average_from_step=6000)
+    assert replace(clips, name=swept.name) == swept and clips.lr_scheduler_type == "constant" and clips.warmup_ratio == 0
+    assert clips.averaged_steps() == list(range(6000, 10001, 500))
