@@ -1,6 +1,6 @@
 """Make the CPU stand-in's SFT checkpoint and ship it in the package (stvg_lab/assets/checkpoints/tiny_cpu_sft).
 
-    OMP_NUM_THREADS=1 .venv/bin/python bench/make_shipped_sft.py            # curriculum + polish rounds + grounding + clips stages, ~4 h on one core
+    OMP_NUM_THREADS=1 .venv/bin/python bench/make_shipped_sft.py            # curriculum + polish rounds + grounding + clips stages, ~4.5 h on one core
     OMP_NUM_THREADS=1 .venv/bin/python bench/make_shipped_sft.py --from-shipped runs/ground   # the grounding stage alone (see below)
     OMP_NUM_THREADS=1 .venv/bin/python bench/make_shipped_sft.py --clips-from-shipped runs/clips   # the clips stage alone (see below)
     OMP_NUM_THREADS=1 .venv/bin/python bench/make_shipped_sft.py --from-run runs/sft   # export a finished plain tiny_cpu SFT run

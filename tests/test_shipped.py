@@ -43,12 +43,17 @@ def test_the_shipped_weights_are_the_mean_its_recipe_asks_for():
     provenance = read_provenance(shipped_checkpoint())
     recipe = Recipe(**provenance["recipe"])
     averaged = provenance["clips"]["averaged_from"]
-    assert recipe.averaged_steps() == list(range(2000, 6001, 500))
+    assert recipe.averaged_steps() == list(range(6000, 10001, 500))
     assert [Path(c["path"]).name for c in averaged] == [f"checkpoint-{s}" for s in recipe.averaged_steps()]
     assert len({c["fingerprint"] for c in averaged}) == len(averaged)  # nine different checkpoints
     # it trained on the 12,000-clip split of the default benchmark (val and test the default's) ...
     assert provenance["clips"]["data"] == recipe.data == load_recipe("tiny_cpu_clips").data
     assert provenance["data"]["counts"] == {"train": 12000, "val": 50, "test": 100}
+    # ... continuing the 6,000-step stage shipped in session 24 from its checkpoint-6000 (the one that stage's
+    # provenance fingerprinted), whose record is kept ...
+    replaced = provenance["clips_replaced"]
+    assert replaced["recipe"]["max_steps"] == 6000 and replaced["sha256"].startswith("dc908465")
+    assert replaced["record"]["averaged_from"][-1]["fingerprint"] == averaged[0]["fingerprint"]
     # ... from the grounding stage shipped in session 23 (the mean of its checkpoints 14,000-18,000), whose
     # records are kept, with the stage that one replaced (sessions 21-22: its checkpoint-12000)
     ground = Recipe(**provenance["ground_recipe"])

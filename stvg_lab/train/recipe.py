@@ -14,8 +14,8 @@ Seven recipes ship in ``stvg_lab/recipes/``:
 * ``tiny_cpu_ground.yaml``: the grounding rows alone (no cell rows) at ``tiny_cpu``'s rate held constant,
   ``final`` the mean of its last nine checkpoints (``average_from_step``), the shipped checkpoint's stage
   after the polish rounds (bench/LEARNING.md rounds 18-20).
-* ``tiny_cpu_clips.yaml``: the same stage on a 12,000-clip train split of the benchmark, 6,000 steps,
-  ``final`` the mean of checkpoints 2,000-6,000: the shipped checkpoint's last stage (round 21).
+* ``tiny_cpu_clips.yaml``: the same stage on a 12,000-clip train split of the benchmark, 10,000 steps,
+  ``final`` the mean of checkpoints 6,000-10,000: the shipped checkpoint's last stage (rounds 21-23).
 * ``tiny_cpu_grpo.yaml``: its GRPO stage with the paper's five rewards (what ``make demo`` runs).
 * ``tiny_cpu_grpo_metric.yaml``: the same stage with the test metric as the spatial reward, not
   the paper's (bench/LEARNING.md round 12).

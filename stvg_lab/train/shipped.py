@@ -1,6 +1,6 @@
 """The SFT checkpoint of the CPU stand-in that ships inside the package.
 
-    python bench/make_shipped_sft.py          # remakes it (curriculum + polish + grounding and clips stages, ~4 h on one core) and replaces the shipped copy
+    python bench/make_shipped_sft.py          # remakes it (curriculum + polish + grounding and clips stages, ~4.5 h on one core) and replaces the shipped copy
 
 Why ship one: a from-scratch stand-in reads the frames only after a curriculum (bench/curriculum.py,
 bench/LEARNING.md round 5: cell questions, text first, then 3 x 2,500 steps of the ``tiny_cpu`` SFT) and
