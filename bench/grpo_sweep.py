@@ -1,6 +1,6 @@
 """GRPO settings from one SFT checkpoint (the shipped stand-in by default), over seeds, on the test split.
 
-    OMP_NUM_THREADS=1 .venv/bin/python bench/grpo_sweep.py --name base --seed 0                      # tiny_cpu_grpo as it is, ~7 min on one core
+    OMP_NUM_THREADS=1 .venv/bin/python bench/grpo_sweep.py --name base --seed 0                      # tiny_cpu_grpo as it is (300 steps at t 0.3 since session 25), ~13 min on one core
     OMP_NUM_THREADS=1 .venv/bin/python bench/grpo_sweep.py --name lr3e-5 --set learning_rate=3e-5 --seed 0
     OMP_NUM_THREADS=1 .venv/bin/python bench/grpo_sweep.py --name sft_more --sft-steps 950 --set learning_rate=1e-4 --seed 0  # the control: as long, more SFT
     .venv/bin/python bench/grpo_sweep.py --table                                                    # every variant run so far

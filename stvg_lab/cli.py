@@ -126,7 +126,7 @@ def build_parser() -> argparse.ArgumentParser:
                            "instead of starting from the shipped checkpoint (bench/curriculum.py's)")
     demo.add_argument("--grid-workers", type=int, default=None,
                       help="GRPO runs trained side by side, the CPU threads shared out (default: one per run, at most one per CPU; "
-                           "1: one after the other on all threads; the weights differ with the thread count)")
+                           "1: one after the other in this process, on its threads; the weights may differ with the thread count)")
     demo.set_defaults(func=_demo)
 
     ev = sub.add_parser("evaluate", help="predict with a checkpoint and score with TubeDETR's metrics")

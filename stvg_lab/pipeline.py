@@ -1,6 +1,6 @@
 """The main job (``make demo`` / ``stvg-lab demo``): the whole STVG-o1 recipe at CPU scale.
 
-    stvg-lab demo                       # ~9-13 min on 2 cores; report in runs/demo/report.md
+    stvg-lab demo                       # ~15 min on 2 cores (the grid's two GRPO runs side by side); report in runs/demo/report.md
     stvg-lab demo --from-scratch        # also trains SFT (+~13 min) from a fresh stand-in instead of the shipped checkpoint
     stvg-lab demo --quick               # a smoke run in about a minute (tests use it)
 
@@ -13,7 +13,8 @@ Steps, each cached so a re-run only does what is missing:
    times its train clips; checked against its manifest), or with ``from_scratch`` the ``tiny_cpu`` SFT of a fresh stand-in
    here (no reader stages: it learns the format and the sentence's prior, not the frames);
 3. GRPO (``tiny_cpu_grpo``) from the SFT checkpoint, as the ``full`` run of a reduced ablation grid
-   (``stvg_lab.analysis.grid``: full and no-think-reward, here one seed);
+   (``stvg_lab.analysis.grid``: full and no-think-reward, here one seed), the runs side by side in worker
+   processes that share the CPU threads (``grid_workers``; one per run, at most one per CPU);
 4. evaluation on the test split with the same evaluator for the untrained model, SFT, every
    GRPO run and the trivial baselines (``stvg_lab.baselines``);
 5. the object-scale analysis (paper Fig. 4) of the GRPO model;
@@ -398,7 +399,7 @@ def run_demo(cfg: DemoConfig) -> Path:
             "|---|---:|",
             *[f"| {k} | {v:.1f} |" for k, v in timings.items()],
             "",
-            f"The grid's runs trained {_workers_phrase(cfg)} (`--grid-workers`; the weights depend on the thread count).",
+            f"The grid's runs trained {_workers_phrase(cfg)} (`--grid-workers`; the weights may depend on the thread count).",
             "",
             f"Configuration: `{json.dumps({k: str(v) for k, v in asdict(cfg).items()})}`",
             "",

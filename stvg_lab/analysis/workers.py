@@ -1,10 +1,10 @@
 """Run independent jobs (a grid's training runs) in spawned worker processes, each on its own CPU threads.
 
-Why: on a CPU, one GRPO run gains little from a second torch thread (the stand-in's step is ~2.1 s on
-two threads against ~2.5 s on one), so two runs side by side, one thread each, finish ~1.6x sooner than
-one after the other on two threads (bench/README.md, "Grid workers"). A result depends on the thread
-count (float sums in another order), so a grid run on one worker and on two give different weights,
-each reproducible.
+Why: the stand-in's GRPO step is too small to keep several threads busy, so ``make demo`` trained its grid one
+run after the other on one thread (``OMP_NUM_THREADS=1``), a core idle. Two runs side by side, one thread each,
+take 2.61 s a step against 2.46 s one after the other, and the demo's grid 812 s against 1,519 s
+(bench/README.md, session 25). At the same thread count the weights are the same bit for bit; another count
+sums floats in another order and may train other digits, each repeatable.
 
 A job is ``(fn, args, log_path)``: ``fn(*args)`` runs in a worker whose stdout and stderr (TRL's
 progress bars, warnings) go to ``log_path`` instead of the parent's terminal, so two runs do not
