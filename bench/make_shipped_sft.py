@@ -208,20 +208,19 @@ def clips_from_shipped(run: Path, data: str | Path, seed: int) -> tuple[Path, di
                     ground_sha256=sha256(shipped / "model.safetensors"))
         model = os.path.relpath(shipped, Path.cwd())  # the string the stage's recipe records (the repo root: stvg_lab/assets/...)
         return run, {**keep, "clips": clips(run, model, data, seed)}
-    step = old["recipe"]["max_steps"]
+    last = f"checkpoint-{old['recipe']['max_steps']}"
     fingerprints = {Path(c["path"]).name: c["fingerprint"] for c in old["clips"].get("averaged_from") or []}
-    mine = run / f"checkpoint-{step}"
-    if f"checkpoint-{step}" not in fingerprints:
-        sys.exit(f"{shipped}/provenance.json records no fingerprint of its clips stage's checkpoint-{step}; remake the whole chain: "
+    if last not in fingerprints:
+        sys.exit(f"{shipped}/provenance.json records no fingerprint of its clips stage's {last}; remake the whole chain: "
                  "bench/make_shipped_sft.py")
-    if not mine.is_dir() or checkpoint_fingerprint(mine) != fingerprints[f"checkpoint-{step}"]:
+    mine = run / last
+    if not mine.is_dir() or checkpoint_fingerprint(mine) != fingerprints[last]:
         why = "it has no such checkpoint" if not mine.is_dir() else "its files differ"
         sys.exit(f"{shipped} ships a clips stage already, so the grounding stage it started from is not in the package; "
-                 f"--clips-from-shipped {run} needs that stage's run, whose checkpoint-{step} the provenance fingerprinted ({why}); "
+                 f"--clips-from-shipped {run} needs that stage's run, whose {last} the provenance fingerprinted ({why}); "
                  "or remake the whole chain: bench/make_shipped_sft.py")
     keep.update({k: old.get(k) for k in ("ground_recipe", "ground_command", "ground_git_commit", "ground_sha256")})
-    keep["clips_replaced"] = {"record": old["clips"], "recipe": old["recipe"], "git_commit": old.get("git_commit"),
-                              "sha256": sha256(shipped / "model.safetensors")}
+    keep["clips_replaced"] = replaced(old, "clips", sha256(shipped / "model.safetensors"))
     # the stage's start as its recipe recorded it (the grounding stage, shipped then)
     return run, {**keep, "clips": clips(run, old["clips"]["model"], data, seed)}
 
@@ -266,9 +265,13 @@ def from_shipped(run: Path, data: str, seed: int) -> tuple[Path, dict]:
             sys.exit(f"{shipped}/provenance.json: its command does not name the polished checkpoint's ({old['command']!r})")
         keep = {k: old.get(k) for k in ("curriculum", "polish", "polish_recipe", "polish_git_commit")}
         keep["polish_command"] = polish_command
-        keep["ground_replaced"] = {"record": old["ground"], "recipe": old["recipe"], "git_commit": old.get("git_commit"),
-                                   "sha256": shipped_sha}
+        keep["ground_replaced"] = replaced(old, "ground", shipped_sha)
     return run, {**keep, "ground": ground(run, model, data, seed)}
+
+
+def replaced(old: dict, stage: str, weights_sha256: str) -> dict:
+    """What a new provenance keeps of the shipped ``stage`` it replaces (``ground_replaced``, ``clips_replaced``)."""
+    return {"record": old[stage], "recipe": old["recipe"], "git_commit": old.get("git_commit"), "sha256": weights_sha256}
 
 
 def sha256(path: Path) -> str:

@@ -64,10 +64,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
-from stvg_lab.answer import get_format, without_think
-from stvg_lab.train.recipe import Recipe, load_recipe
 from stvg_lab.analysis.workers import check_picklable, run_in_workers, threads_per_worker
+from stvg_lab.answer import get_format, without_think
 from stvg_lab.checkpoints import checkpoint_fingerprint
+from stvg_lab.train.recipe import Recipe, load_recipe
 
 logger = logging.getLogger(__name__)
 
