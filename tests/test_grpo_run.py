@@ -29,6 +29,7 @@ from stvg_lab.model import build_tiny_model, load_model
 from stvg_lab.train.grpo import (
     add_grpo_arguments,
     group_spread_metrics,
+    greedy_metrics,
     grpo_config,
     init_checkpoint,
     recipe_from_args,
@@ -180,6 +181,40 @@ def test_cli_arguments_override_the_recipe(assets, tmp_path):
     assert args.resume
 
 
+@pytest.mark.parametrize(
+    "rewards, weights, n, expected",
+    [
+        # one group of 3, weights [1, 0.5]: totals 2.0 (greedy), 1.5, 3.0 -> one sample beats it, margin 2.0 - 2.25
+        ([[1, 2], [1, 1], [2, 2]], [1.0, 0.5], 3, (2.0, -0.25, 1.0)),
+        # two groups of 2: the greedy answer ties its sample (not beaten) and beats its sample
+        ([[1, 0], [1, 0], [3, 0], [1, 0]], [1.0, 1.0], 2, (2.0, 1.0, 0.0)),
+        # a NaN reward counts 0, as in TRL's nansum over the weighted components
+        ([[np.nan, 1], [0, 2]], [1.0, 1.0], 2, (1.0, -1.0, 1.0)),
+    ],
+)
+def test_greedy_metrics_cases(rewards, weights, n, expected):
+    got = greedy_metrics(np.array(rewards, dtype=float), weights, n)
+    assert (got["greedy/reward"], got["greedy/minus_samples"], got["greedy/frac_beaten"]) == pytest.approx(expected)
+
+
+def test_greedy_metrics_rejects_groups_without_samples():
+    with pytest.raises(ValueError, match="num_generations=1"):
+        greedy_metrics(np.zeros((2, 1)), [1.0], 1)
+    with pytest.raises(ValueError, match="num_generations=3"):
+        greedy_metrics(np.zeros((4, 1)), [1.0], 3)
+
+
+def test_greedy_in_group_run_logs_how_the_greedy_answer_fares(assets, tmp_path, varied_rewards):
+    out = tmp_path / "greedy"
+    run_grpo(_recipe(assets, out, greedy_in_group=True, temperature=0.3))
+    assert load_recipe(out / "recipe.yaml").greedy_in_group
+    records = [r for r in read_log(out) if "loss" in r]
+    assert len(records) == 2
+    for r in records:
+        assert all(math.isfinite(r[f"greedy/{k}"]) for k in ("reward", "minus_samples"))
+        assert 0.0 <= r["greedy/frac_beaten"] <= 1.0
+
+
 def test_two_steps_log_every_component_and_the_final_checkpoint_loads(assets, tmp_path):
     out = tmp_path / "run"
     torch.set_num_threads(2)  # the recipe's torch_threads (1) must win over the process's setting
@@ -199,6 +234,7 @@ def test_two_steps_log_every_component_and_the_final_checkpoint_loads(assets, tm
                 assert math.isfinite(r[f"rewards/{name}/{stat}"]), (name, stat)
         assert 0.0 <= r["frac_reward_zero_std"] <= 1.0
         assert 0 < r["completions/mean_length"] <= 16
+        assert not any(key.startswith("greedy/") for key in r)  # greedy_in_group is off by default
     assert (out / "recipe.yaml").is_file() and (out / "log.csv").is_file()
     assert load_recipe(out / "recipe.yaml").beta == 0.04
     model, processor = load_model(final, device="cpu")

@@ -38,7 +38,9 @@ from stvg_lab.train.grpo_video import (
     VIDEO_FIELDS,
     VideoGRPOTrainer,
     check_trl_version,
+    greedy_rows,
     merge_video_fields,
+    select_rows,
     split_video_fields,
     video_token_type_ids,
 )
@@ -259,6 +261,88 @@ def test_in_memory_model_with_beta_is_refused_before_trl_fails_obscurely(setup, 
             model=in_memory, reward_funcs=_constant_reward, args=_config(tmp_path, beta=0.1),
             train_dataset=_dataset(setup), processing_class=setup.processor,
         )
+
+
+def _greedy_answer(model, setup: _Setup, sample: int, max_new_tokens: int) -> list[int]:
+    """The policy's greedy completion of one unpadded prompt, through ``generate`` directly (EOS kept)."""
+    enc = setup.processor.apply_chat_template(
+        [_prompt(setup, sample)], add_generation_prompt=True, tokenize=True, return_dict=True, return_tensors="pt"
+    )
+    enc["second_per_grid_ts"] = torch.as_tensor(enc["second_per_grid_ts"])
+    tok = setup.processor.tokenizer
+    suppress = [tok.convert_tokens_to_ids("<|image_pad|>"), setup.video_pad]
+    with torch.no_grad():
+        out = model.generate(**enc, do_sample=False, max_new_tokens=max_new_tokens, suppress_tokens=suppress,
+                             pad_token_id=tok.pad_token_id, eos_token_id=tok.convert_tokens_to_ids("<|im_end|>"))
+    ids = out[0, enc["input_ids"].shape[1]:].tolist()
+    eos = tok.convert_tokens_to_ids("<|im_end|>")
+    return ids[: ids.index(eos) + 1] if eos in ids else ids
+
+
+@pytest.mark.parametrize("greedy_in_group", [True, False])
+def test_greedy_in_group_puts_the_greedy_answer_first_in_every_group(setup, tmp_path, greedy_in_group):
+    seen: list[tuple[int, list[int]]] = []
+
+    def recording_reward(completion_ids, row, **kwargs) -> list[float]:
+        seen.extend(zip(row, completion_ids))
+        return _varied_reward(completion_ids)
+
+    recording_reward.__name__ = "recording_reward"
+    # 2 prompts x 4 completions in one generation round; the first round runs before any update
+    args = _config(tmp_path, num_generations=4, per_device_train_batch_size=4, max_completion_length=8, max_steps=1)
+    trainer = VideoGRPOTrainer(
+        model=_policy(setup), reward_funcs=recording_reward, args=args, train_dataset=_dataset(setup),
+        processing_class=setup.processor, greedy_in_group=greedy_in_group,
+    )
+    trainer.train()
+    first_round = seen[:8]
+    assert [r for r, _ in first_round] == [first_round[0][0]] * 4 + [first_round[4][0]] * 4  # groups are contiguous
+    initial = _policy(setup)
+    greedy = {i: _greedy_answer(initial, setup, i, max_new_tokens=8) for i in (0, 1)}
+    is_greedy = [ids == greedy[r] for r, ids in first_round]
+    if greedy_in_group:
+        assert is_greedy[0] and is_greedy[4]  # row 0 of each group, left-padded beside the other prompt
+        assert not all(is_greedy)  # the other rows are still sampled (t = 1 on a random policy)
+    else:
+        assert not (is_greedy[0] and is_greedy[4])
+
+
+def test_greedy_in_group_refuses_vllm_before_trl_starts_it(setup, tmp_path):
+    with pytest.raises(NotImplementedError, match="greedy_in_group"):
+        VideoGRPOTrainer(
+            model=_policy(setup), reward_funcs=_constant_reward, args=_config(tmp_path, use_vllm=True),
+            train_dataset=_dataset(setup), processing_class=setup.processor, greedy_in_group=True,
+        )
+
+
+@pytest.mark.parametrize(
+    "local_rows, num_generations, process_index, want",
+    [
+        (8, 4, 0, [0, 4]),  # one process: the first row of each group
+        (4, 8, 0, [0]),  # a group spans two processes: process 0 holds its first row...
+        (4, 8, 1, []),  # ...and process 1 none
+        (6, 4, 1, [2]),  # global rows 6..11: the group starting at global row 8
+        (3, 1, 0, [0, 1, 2]),  # groups of one: every row is greedy
+    ],
+)
+def test_greedy_rows_one_per_group(local_rows, num_generations, process_index, want):
+    assert greedy_rows(local_rows, num_generations, process_index) == want
+
+
+def test_select_rows_rebuilds_the_batch_flat_video_fields():
+    per_sample = {
+        "pixel_values_videos": [torch.full((4, 2), float(i)) for i in range(3)],
+        "video_grid_thw": [torch.tensor([[1, 2, 2]])] * 3,
+        "second_per_grid_ts": [torch.tensor([0.5 * (i + 1)], dtype=torch.float64) for i in range(3)],
+    }
+    fields = {name: None for name in VIDEO_FIELDS} | {"mm_token_type_ids": [[2, 0], [0, 2], [2, 2]]}
+    out = select_rows(fields, per_sample, [0, 2])
+    assert out["pixel_values_videos"][:, 0].tolist() == [0.0] * 4 + [2.0] * 4
+    assert out["video_grid_thw"].tolist() == [[1, 2, 2], [1, 2, 2]]
+    assert out["second_per_grid_ts"].tolist() == [0.5, 1.5]
+    assert out["mm_token_type_ids"] == [[2, 0], [2, 2]]
+    with pytest.raises(NotImplementedError, match="'pixel_values'"):
+        select_rows({"pixel_values": torch.zeros(2, 3)}, per_sample, [0])
 
 
 def test_sft_trainer_forward_gets_the_video_and_assistant_only_labels(setup, tmp_path):

@@ -98,6 +98,28 @@ def group_spread_metrics(rewards: np.ndarray, num_generations: int, names: Seque
     return out
 
 
+def greedy_metrics(rewards: np.ndarray, weights: Sequence[float], num_generations: int) -> dict[str, float]:
+    """How the greedy answer (row 0 of each group, ``greedy_in_group``) fares against its group's samples.
+
+    ``rewards`` is ``(N, F)`` in TRL's group order and ``weights`` Eq. 10's ``F`` weights (NaN counts 0,
+    as in TRL's ``nansum``). Returns ``greedy/reward``: the greedy answers' mean weighted reward,
+    ``greedy/minus_samples``: its mean margin over the mean of the other rows of its group, and
+    ``greedy/frac_beaten``: the fraction of groups where some sample scores above the greedy answer
+    (only those groups can push the policy past its greedy answer).
+    """
+    rewards = np.asarray(rewards, dtype=np.float64)
+    if num_generations < 2 or rewards.ndim != 2 or rewards.shape[0] % num_generations:
+        raise ValueError(f"rewards {rewards.shape} do not split into groups of num_generations={num_generations} >= 2")
+    total = np.nan_to_num(rewards) @ np.asarray(weights, dtype=np.float64)  # (N,)
+    grouped = total.reshape(-1, num_generations)  # (groups, G); column 0 is the greedy answer
+    greedy, samples = grouped[:, 0], grouped[:, 1:]
+    return {
+        "greedy/reward": float(greedy.mean()),
+        "greedy/minus_samples": float((greedy - samples.mean(axis=1)).mean()),
+        "greedy/frac_beaten": float((samples.max(axis=1) > greedy + ZERO_STD_ATOL).mean()),
+    }
+
+
 class STVGGRPOTrainer(FullCheckpointResume, VideoGRPOTrainer):
     """``VideoGRPOTrainer`` that logs each reward component's within-group spread and resumes strictly.
 
@@ -112,6 +134,9 @@ class STVGGRPOTrainer(FullCheckpointResume, VideoGRPOTrainer):
         mode = "train" if self.model.training else "eval"
         n = self.num_generations if mode == "train" else self.num_generations_eval
         spread = group_spread_metrics(rewards_per_func.detach().float().cpu().numpy(), n, self.reward_func_names)
+        if self.greedy_in_group and n > 1:
+            weights = self.reward_weights.detach().float().cpu().numpy()
+            spread.update(greedy_metrics(rewards_per_func.detach().float().cpu().numpy(), weights, n))
         for key, value in spread.items():
             self._metrics[mode][key].append(value)
         return rewards_per_func
@@ -260,6 +285,7 @@ def run_grpo(recipe: Recipe, resume: bool = False, callbacks: Sequence[Any] = ()
         processing_class=processor,
         peft_config=recipe.lora_config(),
         callbacks=[JsonlLogCallback(out), *callbacks],
+        greedy_in_group=recipe.greedy_in_group,
     )
     logger.info(
         "GRPO %s from %s: %d prompts x %d generations, %d completions per optimizer step, beta=%g, epsilon=%g, "

@@ -23,6 +23,12 @@ It overrides four methods:
   With those, Qwen2.5-VL computes the same 3-D rope positions as during generation, left padding
   included.
 
+With ``greedy_in_group=True`` (not the paper; off by default) it also overrides
+``_generate_single_turn``: one completion of each group is the policy's greedy answer, the one the
+evaluation scores, and the other ``num_generations - 1`` are sampled as usual. Eq. 11 then ranks the
+samples against the answer the policy would give, so a sample that beats it is pushed up and a
+greedy answer below its group is pushed down (the greedy baseline of self-critical training).
+
 It also does three things at construction:
 
 * It stops generation from sampling ``<|video_pad|>``, the way TRL already stops ``<|image_pad|>``.
@@ -47,6 +53,7 @@ import numpy as np
 import torch
 import trl
 from accelerate.utils import is_peft_model
+from transformers import GenerationConfig
 from trl import GRPOTrainer
 
 TRL_VERSION = "1.16.0"
@@ -148,6 +155,40 @@ def merge_video_fields(
     return {name: torch.cat(list(per_sample[name][start:end]), dim=0).to(device) for name in VIDEO_FIELDS}
 
 
+def select_rows(
+    fields: Mapping[str, Any], per_sample: Mapping[str, Sequence[torch.Tensor]], rows: Sequence[int]
+) -> dict[str, Any]:
+    """``fields`` (what ``_tokenize_prompts`` returns besides the prompt ids) for the prompt rows ``rows`` only.
+
+    The video fields are batch-flat, so they are rebuilt from ``per_sample`` (:func:`split_video_fields`)
+    in row order. Per-token fields (a list of lists, e.g. ``mm_token_type_ids``) keep the chosen rows.
+
+    Raises:
+        NotImplementedError: a field of another kind, which cannot be split by row here.
+    """
+    out: dict[str, Any] = {}
+    for name, value in fields.items():
+        if name in VIDEO_FIELDS:
+            out[name] = torch.cat([per_sample[name][i] for i in rows], dim=0)
+        elif isinstance(value, list) and all(isinstance(v, list) for v in value):
+            out[name] = [value[i] for i in rows]
+        else:
+            raise NotImplementedError(f"VideoGRPOTrainer: cannot select prompt rows of the processor field {name!r}")
+    return out
+
+
+def greedy_rows(local_rows: int, num_generations: int, process_index: int) -> list[int]:
+    """The local rows of a generation batch that get the greedy answer: one per group.
+
+    TRL's ``RepeatSampler`` puts a group's ``num_generations`` completions next to each other in the
+    global batch, and TRL itself treats process ``k``'s rows as global rows ``k * local_rows + i``
+    when it gathers rewards and slices advantages back. A group starts at a global multiple of
+    ``num_generations``; its first row is the greedy one, on whichever process it lies.
+    """
+    offset = process_index * local_rows
+    return [i for i in range(local_rows) if (offset + i) % num_generations == 0]
+
+
 def video_token_type_ids(input_ids: torch.Tensor, video_token_id: int) -> torch.Tensor:
     """``mm_token_type_ids`` for a video-only batch: 2 where ``input_ids == video_token_id``, else 0.
 
@@ -194,13 +235,19 @@ class VideoGRPOTrainer(GRPOTrainer):
     model must therefore be saved and reloaded first. This class checks for that at construction.
     """
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
+    def __init__(self, *args: Any, greedy_in_group: bool = False, **kwargs: Any) -> None:
         check_trl_version()
-        _check_reference_model_source(inspect.signature(GRPOTrainer.__init__).bind(self, *args, **kwargs).arguments)
+        arguments = inspect.signature(GRPOTrainer.__init__).bind(self, *args, **kwargs).arguments
+        _check_reference_model_source(arguments)
+        config = arguments.get("args")
+        if greedy_in_group and config is not None and config.use_vllm:
+            # refused before TRL starts vLLM: its sampler returns no greedy answer and no video (see _tokenize_prompts)
+            raise NotImplementedError("VideoGRPOTrainer: greedy_in_group needs the transformers generation path, not vLLM.")
         super().__init__(*args, **kwargs)
         # Per-sample video lists of the batch being scored or optimised (see _video_context). None
         # means that no video is present and that TRL's own forward runs unchanged.
         self._video_inputs: dict[str, list[torch.Tensor]] | None = None
+        self.greedy_in_group = greedy_in_group
         self._suppress_video_token()
         self._share_rope_index_with_reference()
 
@@ -280,6 +327,37 @@ class VideoGRPOTrainer(GRPOTrainer):
                 [MM_TOKEN_TYPE_VIDEO if t == self._video_pad_token_id else 0 for t in ids] for ids in prompt_ids
             ]
         return prompt_ids, images, multimodal_fields
+
+    def _generate_single_turn(
+        self, prompt_ids: list, images: Any, multimodal_fields: dict, num_generations: int, has_tool_images: bool = False
+    ) -> tuple[list[list[int]], Any]:
+        completion_ids, logprobs = super()._generate_single_turn(
+            prompt_ids, images, multimodal_fields, num_generations, has_tool_images
+        )
+        if not self.greedy_in_group:
+            return completion_ids, logprobs
+        if images is not None or self._video_inputs is None:
+            raise NotImplementedError("VideoGRPOTrainer: greedy_in_group is implemented for video prompts only.")
+        rows = greedy_rows(len(prompt_ids), num_generations, self.accelerator.process_index)
+        if rows:
+            fields = select_rows(multimodal_fields, self._video_inputs, rows)
+            with self._greedy_generation():
+                greedy, _ = super()._generate_single_turn([prompt_ids[i] for i in rows], None, fields, 1)
+            for i, ids in zip(rows, greedy, strict=True):
+                completion_ids[i] = ids
+        # logprobs is None on this path (TRL computes the old log-probs with a forward)
+        return completion_ids, logprobs
+
+    @contextmanager
+    def _greedy_generation(self) -> Iterator[None]:
+        """TRL's generation settings with sampling off, for the duration of one ``generate``."""
+        config, kwargs = self.generation_config, self.generation_kwargs
+        greedy = {**kwargs, "do_sample": False, "temperature": None, "top_p": None, "top_k": None, "min_p": None}
+        self.generation_config, self.generation_kwargs = GenerationConfig(**greedy, disable_compile=True), greedy
+        try:
+            yield
+        finally:
+            self.generation_config, self.generation_kwargs = config, kwargs
 
     def _generate_and_score_completions(self, inputs: list[dict[str, Any]]) -> dict[str, Any]:
         # _tokenize_prompts (called inside) fills self._video_inputs. The old and reference forwards

@@ -155,6 +155,8 @@ class Recipe:
     beta: float = 0.04
     epsilon: float = 0.2
     temperature: float = 1.0
+    # not the paper: one completion of each group is the greedy answer (VideoGRPOTrainer, grpo_video.py)
+    greedy_in_group: bool = False
     max_completion_length: int = 2048
     num_iterations: int = 1
     loss_type: str = "grpo"
