@@ -185,7 +185,7 @@ def run_variant(args: argparse.Namespace) -> dict:
         column = next((c for c in sorted(logged, key=len) if c.startswith(f"rewards/{fn}") and c.endswith("/mean")), None)
         if column:  # else a variant without this reward
             terms[term] = metric_change(log, column)
-    for key in ("kl", "completions/mean_length", "entropy"):
+    for key in ("kl", "completions/mean_length", "entropy", "greedy/frac_beaten", "greedy/minus_samples"):  # greedy/*: greedy_in_group runs only
         try:
             terms[key] = metric_change(log, key)
         except ValueError:
