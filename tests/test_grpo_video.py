@@ -394,7 +394,7 @@ def test_split_video_fields_assigns_each_video_to_its_prompt(grids, prompt_ids, 
     assert [g.tolist() for g in split["video_grid_thw"]] == want_grids
     assert [len(p) for p in split["pixel_values_videos"]] == want_rows
     assert split["second_per_grid_ts"][0].dtype == torch.float64  # same conversion TRL feeds to generate
-    merged = merge_video_fields(split, 0, len(prompt_ids), "cpu")
+    merged = merge_video_fields(split, range(len(prompt_ids)), "cpu")
     assert torch.equal(merged["pixel_values_videos"], fields["pixel_values_videos"])  # round trip, row order kept
     assert merged["video_grid_thw"].tolist() == grids
 
@@ -419,7 +419,7 @@ def test_merge_video_fields_takes_a_row_slice():
         "video_grid_thw": [torch.tensor([[1, 2, 2]])] * 3,
         "second_per_grid_ts": [torch.tensor([0.5 * (i + 1)]) for i in range(3)],
     }
-    merged = merge_video_fields(per_sample, 1, 3, "cpu")  # rows 1 and 2 of a shuffled mini-batch
+    merged = merge_video_fields(per_sample, range(1, 3), "cpu")  # rows 1 and 2 of a shuffled mini-batch
     assert set(merged) == set(VIDEO_FIELDS)
     assert merged["pixel_values_videos"][:, 0].tolist() == [1.0] * 4 + [2.0] * 4
     assert merged["second_per_grid_ts"].tolist() == [1.0, 1.5]

@@ -133,10 +133,10 @@ class STVGGRPOTrainer(FullCheckpointResume, VideoGRPOTrainer):
         rewards_per_func = super()._calculate_rewards(inputs, prompts, completions, completion_ids_list)  # (N, F)
         mode = "train" if self.model.training else "eval"
         n = self.num_generations if mode == "train" else self.num_generations_eval
-        spread = group_spread_metrics(rewards_per_func.detach().float().cpu().numpy(), n, self.reward_func_names)
+        rewards = rewards_per_func.detach().float().cpu().numpy()  # (N, F)
+        spread = group_spread_metrics(rewards, n, self.reward_func_names)
         if self.greedy_in_group and n > 1:
-            weights = self.reward_weights.detach().float().cpu().numpy()
-            spread.update(greedy_metrics(rewards_per_func.detach().float().cpu().numpy(), weights, n))
+            spread.update(greedy_metrics(rewards, self.reward_weights.detach().float().cpu().numpy(), n))
         for key, value in spread.items():
             self._metrics[mode][key].append(value)
         return rewards_per_func

@@ -144,15 +144,15 @@ def split_video_fields(
 
 
 def merge_video_fields(
-    per_sample: Mapping[str, Sequence[torch.Tensor]], start: int, end: int, device: torch.device | str
+    per_sample: Mapping[str, Sequence[torch.Tensor]], rows: Sequence[int], device: torch.device | str
 ) -> dict[str, torch.Tensor]:
-    """Concatenate rows ``start:end`` of per-sample video lists into the model's batch-flat layout.
+    """Concatenate ``rows`` (e.g. ``range(start, end)``) of per-sample video lists into the model's batch-flat layout.
 
     Qwen2.5-VL reads the grids in row order, both to scatter video features into the placeholder
     tokens and to assign rope positions. Concatenation in row order is therefore the only layout
     it accepts.
     """
-    return {name: torch.cat(list(per_sample[name][start:end]), dim=0).to(device) for name in VIDEO_FIELDS}
+    return {name: torch.cat([per_sample[name][i] for i in rows], dim=0).to(device) for name in VIDEO_FIELDS}
 
 
 def select_rows(
@@ -161,15 +161,17 @@ def select_rows(
     """``fields`` (what ``_tokenize_prompts`` returns besides the prompt ids) for the prompt rows ``rows`` only.
 
     The video fields are batch-flat, so they are rebuilt from ``per_sample`` (:func:`split_video_fields`)
-    in row order. Per-token fields (a list of lists, e.g. ``mm_token_type_ids``) keep the chosen rows.
+    by :func:`merge_video_fields`. Per-token fields (a list of lists, e.g. ``mm_token_type_ids``) keep the
+    chosen rows.
 
     Raises:
         NotImplementedError: a field of another kind, which cannot be split by row here.
     """
+    video = merge_video_fields(per_sample, rows, "cpu")  # the processor's tensors, still on the CPU
     out: dict[str, Any] = {}
     for name, value in fields.items():
         if name in VIDEO_FIELDS:
-            out[name] = torch.cat([per_sample[name][i] for i in rows], dim=0)
+            out[name] = video[name]
         elif isinstance(value, list) and all(isinstance(v, list) for v in value):
             out[name] = [value[i] for i in rows]
         else:
@@ -419,7 +421,7 @@ class VideoGRPOTrainer(GRPOTrainer):
             input_ids_batch = input_ids[start:end]  # (b, P + C)
             attention_mask_batch = attention_mask[start:end]  # (b, P + C)
             model_inputs = {"input_ids": input_ids_batch, "attention_mask": attention_mask_batch}
-            video_batch = merge_video_fields(video, start, end, input_ids.device)
+            video_batch = merge_video_fields(video, range(start, end), input_ids.device)
             # A chunk of text-only rows gets no video inputs: the vision tower cannot take zero patches.
             if len(video_batch["video_grid_thw"]) > 0:
                 model_inputs["mm_token_type_ids"] = video_token_type_ids(input_ids_batch, self._video_pad_token_id)
