@@ -1,4 +1,4 @@
-"""Boxes and spans: IoU, GIoU, L1 and temporal IoU, vectorised over many boxes.
+"""Boxes and spans: IoU, GIoU, L1, centre hits and temporal IoU, vectorised over many boxes.
 
 Boxes are ``[x1, y1, x2, y2]`` (two opposite corners, paper §3.1). Arrays of boxes have
 shape ``(..., 4)`` and broadcast against each other. Degenerate boxes (zero area, or
@@ -89,6 +89,18 @@ def box_l1(a: object, b: object, width: float = 1.0, height: float = 1.0) -> np.
     a, b = as_boxes(a), as_boxes(b)
     scale = np.array([width, height, width, height], dtype=np.float64)
     return np.mean(np.abs(a - b) / scale, axis=-1)
+
+
+def centre_inside(a: object, b: object) -> np.ndarray:
+    """Elementwise: whether the centre of box ``a`` lies in box ``b``, edges included (float 0/1).
+
+    Moving ``a`` a few pixels on the object of ``b`` keeps it 1, as growing ``a`` does; moving it onto
+    another object or the background makes it 0 (``stvg_lab.rewards``' ``centre`` term). A degenerate
+    ``b`` holds only the points on it.
+    """
+    a, b = as_boxes(a), as_boxes(b)
+    cx, cy = (a[..., 0] + a[..., 2]) / 2, (a[..., 1] + a[..., 3]) / 2
+    return ((b[..., 0] <= cx) & (cx <= b[..., 2]) & (b[..., 1] <= cy) & (cy <= b[..., 3])).astype(np.float64)
 
 
 def span_length(span: Span) -> int:

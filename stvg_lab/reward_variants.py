@@ -15,7 +15,7 @@ from stvg_lab.rewards import DEFAULT_LAMBDA_K, DEFAULT_REWARD_FUNCS, RewardFunc,
 REWARD_TERMS: tuple[str, ...] = ("format", "consistency", "temporal", "spatial", "think")
 
 VARIANTS: tuple[str, ...] = ("full", "no_think_reward", "giou_only", "l1_only", "overlap_penalty", "no_think_bbox", "count_penalty",
-                             "count_symmetric", "union_spatial", "viou_metric", "viou_giou", "iou_intersection")
+                             "count_symmetric", "union_spatial", "viou_metric", "viou_giou", "iou_intersection", "centre_hit")
 
 
 def reward_weights(lambda_k: float = DEFAULT_LAMBDA_K) -> list[float]:
@@ -63,6 +63,9 @@ def reward_setup(
       each box outside the claimed span adding a 0 (``terms=("iou",)``, ``count_rule="extra"``): the box
       term of the metric without its span part, which ``temporal`` already pays, so trimming a span
       or a list cannot raise it. Not the paper (round 15).
+    * ``centre_hit``: a frame scores 1 when its box's centre lies in the ground-truth box, else 0,
+      averaged over the intersection as Eq. 7 averages (``terms=("centre",)``): the object a box
+      lies on, not its geometry, which the samples of a group jitter. Not the paper (round 25).
     * ``no_think_bbox`` (Table 5): the same as ``full``. The dataset's ``answer_format``
       column ("no_think") is what drops ``<think_bbox>``: then ``R_k = 0`` and
       ``R_s = R_spa^p``.
@@ -94,6 +97,8 @@ def reward_setup(
         funcs[3], funcs[4] = make_spatial_reward(("giou", "iou"), "zero", "union"), make_think_reward(("giou", "iou"), "union")
     elif variant == "iou_intersection":
         funcs[3], funcs[4] = make_spatial_reward(("iou",), "zero", "extra"), make_think_reward(("iou",), "extra")
+    elif variant == "centre_hit":
+        funcs[3], funcs[4] = make_spatial_reward(("centre",)), make_think_reward(("centre",))
     else:
         raise ValueError(f"unknown reward variant {variant!r}; choose one of {VARIANTS}")
     return funcs, scaled_weights(weights, scale)

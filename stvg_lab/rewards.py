@@ -66,6 +66,13 @@ Choices the paper leaves open, and the hardening against a policy that games the
   raised it by trimming (bench/LEARNING.md round 14). ``terms=("iou",)`` with ``count_rule="extra"``
   averages plain IoU over the intersection, each box outside the claimed span adding a 0: the span is
   left to ``R_t`` and only better boxes raise it (variant ``iou_intersection``, round 15).
+* **Which object, not where on it.** At the rollout temperature nearly every sample of a group moves
+  the greedy answer's boxes on the same objects (mean IoU with them 0.61), and such a move is what
+  beats the greedy answer in 83 % of the groups; a sample that boxes another object does so in 12 %
+  (bench/LEARNING.md round 25). ``terms=("centre",)`` scores a frame 1 when the box's centre lies in
+  the ground-truth box, else 0 (range ``[0, 1]``): a move on the named object changes nothing, a box
+  on a distractor or the background scores 0, so Eq. 11 ranks a group by the objects its answers box.
+  It pays nothing for the box's size (variant ``centre_hit``). It stands alone.
 * **Annotation gaps.** A frame of the intersection with no ground-truth box is left out of
   both the sum and the count of Eq. 7. If no frame is left, ``R_spa = 0``.
 * **Empty intersection.** The paper sets the spatial reward to 0 (``empty_overlap="zero"``,
@@ -83,7 +90,8 @@ Bounds (``REWARD_BOUNDS`` holds them by name, tests check them on arbitrary text
 ``R_f, R_c, R_t ∈ [0, 1]``; ``R_spa ∈ [-2, 1]``; ``R_s ∈ [-4, 2]``; ``R_k ∈ [0, 3]``;
 total ``R ∈ [-3, 5]`` for ``λk ≤ 1`` (``R_s`` and ``R_k`` cannot both be high).
 GIoU only: per frame ``[-1, 1]``, ``R_s ∈ [-2, 2]``, ``R_k ∈ [0, 2]``. L1 only: per frame
-``-L1 ∈ [-1, 0]``, ``R_s ∈ [-2, 0]``, ``R_k ∈ [0, 1]``.
+``-L1 ∈ [-1, 0]``, ``R_s ∈ [-2, 0]``, ``R_k ∈ [0, 1]``. Centre hits: per frame ``{0, 1}``,
+``R_s ∈ [0, 2]``, ``R_k ∈ [0, 1]``.
 """
 
 from __future__ import annotations
@@ -96,7 +104,7 @@ from typing import Any, Callable, Mapping, Sequence
 import numpy as np
 
 from stvg_lab.answer import ParsedAnswer, get_format, parse_answer
-from stvg_lab.geometry import box_giou, box_iou, box_l1, span_intersection, temporal_iou
+from stvg_lab.geometry import box_giou, box_iou, box_l1, centre_inside, span_intersection, temporal_iou
 
 Terms = tuple[str, ...]
 RewardFunc = Callable[..., list[float]]
@@ -107,11 +115,11 @@ EMPTY_OVERLAP_RULES: tuple[str, ...] = ("zero", "floor")
 COUNT_RULES: tuple[str, ...] = ("free", "extra", "span", "union")
 _COUNT_SUFFIX = {"free": "", "extra": "_extra_floor", "span": "_count_floor", "union": "_union"}  # reward __name__ suffix per rule
 # per-frame range of each term of the Eq. 7 summand: +GIoU and -L1 (normalised L1 ∈ [0, 1])
-_TERM_BOUNDS: dict[str, tuple[float, float]] = {"giou": (-1.0, 1.0), "l1": (-1.0, 0.0), "iou": (0.0, 1.0)}
+_TERM_BOUNDS: dict[str, tuple[float, float]] = {"giou": (-1.0, 1.0), "l1": (-1.0, 0.0), "iou": (0.0, 1.0), "centre": (0.0, 1.0)}
 
 
 def _check_terms(terms: Sequence[str]) -> Terms:
-    """Validate ``terms`` and return them in the canonical order (giou, l1, iou); ``iou`` may join ``giou`` only."""
+    """Validate ``terms`` and return them in the canonical order (giou, l1, iou); ``iou`` may join ``giou`` only, ``centre`` nothing."""
     if isinstance(terms, str):
         terms = (terms,)
     unknown = [t for t in terms if t not in _TERM_BOUNDS]
@@ -119,6 +127,8 @@ def _check_terms(terms: Sequence[str]) -> Terms:
         raise ValueError(f"terms must be a non-empty subset of {tuple(_TERM_BOUNDS)} without repeats; got {terms!r}")
     if "iou" in terms and "l1" in terms:
         raise ValueError(f"terms: 'iou' (the metric's per-frame score) takes 'giou' as a slope for misses, not 'l1'; got {terms!r}")
+    if "centre" in terms and len(terms) > 1:
+        raise ValueError(f"terms: 'centre' (a hit on the object, not its geometry) stands alone; got {terms!r}")
     return tuple(t for t in _TERM_BOUNDS if t in terms)
 
 
@@ -271,9 +281,12 @@ def _frame_scores(pred: np.ndarray, gt: np.ndarray, terms: Terms) -> np.ndarray:
 
     Boxes are in frame units and clipped, so ``box_l1`` with a unit frame is the normalised
     L1 of the module docstring. ``terms`` keeps either term alone (Table 7), or is ``("iou",)``:
-    the metric's IoU, or ``("giou", "iou")``: IoU plus GIoU (neither is the paper; module docstring).
+    the metric's IoU, ``("giou", "iou")``: IoU plus GIoU, or ``("centre",)``: 1 where the box's centre
+    lies in the ground-truth box (none is the paper; module docstring).
     """
     score = np.zeros(len(pred))
+    if "centre" in terms:
+        score += centre_inside(pred, gt)
     if "iou" in terms:
         score += box_iou(pred, gt)
     if "giou" in terms:
@@ -608,7 +621,7 @@ class TotalReward:
 
 
 def make_spatial_reward(terms: Sequence[str] = DEFAULT_TERMS, empty_overlap: str = "zero", count_rule: str = "free") -> SpatialReward:
-    """A spatial reward (Eq. 8) variant: ``terms`` ⊆ (giou, l1) (Table 7), or ("iou",) / ("giou", "iou"), ``empty_overlap``
+    """A spatial reward (Eq. 8) variant: ``terms`` ⊆ (giou, l1) (Table 7), or ("iou",) / ("giou", "iou") / ("centre",), ``empty_overlap``
     "zero" (paper) or "floor" (overlap penalty), ``count_rule`` "free", "extra", "span" or "union"
     (module docstring). Named e.g. ``spatial_reward_giou``, ``spatial_reward_extra_floor``."""
     return SpatialReward(_check_terms(terms), _check_empty_overlap(empty_overlap), _check_count_rule(count_rule))
@@ -650,6 +663,7 @@ REWARDS: dict[str, RewardFunc] = {
         make_spatial_reward(count_rule="union"),
         make_spatial_reward(("iou",), count_rule="union"),
         make_spatial_reward(("giou", "iou"), count_rule="union"),
+        make_spatial_reward(("centre",)),
         make_think_reward(("giou",)),
         make_think_reward(("l1",)),
         make_think_reward(count_rule="extra"),
@@ -657,6 +671,7 @@ REWARDS: dict[str, RewardFunc] = {
         make_think_reward(count_rule="union"),
         make_think_reward(("iou",), count_rule="union"),
         make_think_reward(("giou", "iou"), count_rule="union"),
+        make_think_reward(("centre",)),
         total_reward,
     )
 }

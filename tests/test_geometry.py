@@ -18,6 +18,7 @@ from stvg_lab.geometry import (
     box_giou,
     box_iou,
     box_l1,
+    centre_inside,
     clip_boxes,
     span_intersection,
     span_length,
@@ -156,6 +157,29 @@ def test_box_area(name, box, expected):
 
 def test_box_area_shape():
     assert box_area(np.zeros((2, 3, 4))).shape == (2, 3)
+
+
+# (name, a, b, expected): is the centre of a inside b (edges included)?
+CENTRE_CASES = [
+    ("same", [10, 10, 50, 50], [10, 10, 50, 50], 1.0),
+    ("shifted_onto_edge", [30, 10, 70, 50], [10, 10, 50, 50], 1.0),   # centre (50, 30) on b's right edge
+    ("shifted_past_edge", [31, 10, 71, 50], [10, 10, 50, 50], 0.0),   # centre (51, 30)
+    ("huge_about_b", [-100, -100, 160, 160], [10, 10, 50, 50], 1.0),  # size is not scored
+    ("small_inside", [20, 20, 22, 22], [10, 10, 50, 50], 1.0),
+    ("disjoint", [60, 60, 90, 90], [10, 10, 50, 50], 0.0),
+    ("b_degenerate_point", [0, 0, 10, 10], [5, 5, 5, 5], 1.0),          # only the point (5, 5) is in b
+    ("b_inverted", [0, 0, 10, 10], [10, 10, 0, 0], 0.0),                # x2 < x1 holds no point
+]
+
+
+@pytest.mark.parametrize("name,a,b,expected", CENTRE_CASES, ids=[c[0] for c in CENTRE_CASES])
+def test_centre_inside(name, a, b, expected):
+    assert centre_inside(a, b) == expected
+
+
+def test_centre_inside_broadcasts():
+    out = centre_inside(np.array([[10, 10, 50, 50], [60, 60, 90, 90]]), [10, 10, 50, 50])
+    assert out.tolist() == [1.0, 0.0] and out.dtype == np.float64
 
 
 # (name, box, width, height, expected)

@@ -274,6 +274,18 @@ VARIANT_CASES = [
     ("think_viou_giou", make_think_reward(("giou", "iou"), count_rule="union"), answer((3, 7), tube(3, 7, G), tube(3, 7, SHIFT)), "paper", 4 / 9),
     # the intersection rule with IoU: Eq. 7's mean of IoU; a span too long costs nothing there
     ("iou_free_span_too_long", make_spatial_reward(("iou",)), answer((3, 9), tube(3, 9, G)), "paper", 2.0),
+    # centre_hit: 1 per frame whose box centre lies in G, over the intersection. SHIFT's centre (50, 30) lies on G's
+    # right edge: a hit however poor the overlap (IoU 1/3); FAR's (75, 75) misses; a box 2.25 times G's area about its centre hits
+    ("centre_consistent", make_spatial_reward(("centre",)), PERFECT, "paper", 2.0),
+    ("centre_shifted_boxes", make_spatial_reward(("centre",)), answer((3, 7), tube(3, 7, SHIFT)), "paper", 2.0),
+    ("centre_far_boxes", make_spatial_reward(("centre",)), answer((3, 7), tube(3, 7, FAR)), "paper", 0.0),
+    ("centre_grown_boxes", make_spatial_reward(("centre",)), answer((3, 7), tube(3, 7, [0, 0, 60, 60])), "paper", 2.0),
+    # pred: 2 of 5 frames hit; think all; a span too long costs nothing (Eq. 7's intersection); empty intersection 0
+    ("centre_two_of_five", make_spatial_reward(("centre",)), answer((3, 7), {**tube(3, 4, G), **tube(5, 7, FAR)}, tube(3, 7, G)), "paper", 1.4),
+    ("centre_span_too_long", make_spatial_reward(("centre",)), answer((3, 9), tube(3, 9, G)), "paper", 2.0),
+    ("centre_empty", make_spatial_reward(("centre",)), answer((10, 12), tube(10, 12, G)), "paper", 0.0),
+    # think: R_spa^p 1 - R_spa^t 0
+    ("think_centre", make_think_reward(("centre",)), answer((3, 7), tube(3, 7, G), tube(3, 7, FAR)), "paper", 1.0),
     # total: R_f 1 + R_c 0 + R_t 1 + R_s (1 + 1/7) + 0.5 * R_k 0
     ("total_extra_floor", make_total_reward(count_rule="extra"), answer((3, 7), tube(3, 9, G), tube(3, 7, G)), "paper", 3 + 1 / 7),
 ]
@@ -348,6 +360,8 @@ EXPECTED_BOUNDS = {
     "think_reward_iou_union": (0, 1),
     "spatial_reward_giou_iou_union": (0, 2),  # rescaled to [0, 1] per frame, as every union rule
     "think_reward_giou_iou_union": (0, 1),
+    "spatial_reward_centre": (0, 2),  # a frame is a hit (1) or not (0), per list
+    "think_reward_centre": (0, 1),
     # parsed: R >= 1 + (-4); top: R_s and R_k cannot both be high for λk <= 1
     "total_reward": (-3, 5),
 }
@@ -381,10 +395,10 @@ def test_union_bounds_are_viou_shaped():
 
 def test_frame_bounds():
     assert frame_bounds() == (-2, 1) and frame_bounds(("giou",)) == (-1, 1) and frame_bounds(("l1",)) == (-1, 0)
-    assert frame_bounds(("iou",)) == (0, 1) and frame_bounds(("iou", "giou")) == (-1, 2)
+    assert frame_bounds(("iou",)) == (0, 1) and frame_bounds(("iou", "giou")) == (-1, 2) and frame_bounds(("centre",)) == (0, 1)
 
 
-@pytest.mark.parametrize("terms", [("l1", "iou"), ("giou", "l1", "iou"), ("iou", "iou"), ("ciou",), ()])
+@pytest.mark.parametrize("terms", [("l1", "iou"), ("giou", "l1", "iou"), ("iou", "iou"), ("ciou",), (), ("centre", "giou"), ("iou", "centre")])
 def test_iou_takes_giou_only_and_unknown_terms_are_refused(terms):
     with pytest.raises(ValueError, match="terms"):
         make_spatial_reward(terms)
@@ -430,6 +444,7 @@ SETUP_CASES = [
     ("viou_metric", 0.5, DEFAULT_NAMES[:3] + ["spatial_reward_iou_union", "think_reward_iou_union"], [1, 1, 1, 1, 0.5]),
     ("viou_giou", 0.5, DEFAULT_NAMES[:3] + ["spatial_reward_giou_iou_union", "think_reward_giou_iou_union"], [1, 1, 1, 1, 0.5]),
     ("iou_intersection", 0.5, DEFAULT_NAMES[:3] + ["spatial_reward_iou_extra_floor", "think_reward_iou_extra_floor"], [1, 1, 1, 1, 0.5]),
+    ("centre_hit", 0.5, DEFAULT_NAMES[:3] + ["spatial_reward_centre", "think_reward_centre"], [1, 1, 1, 1, 0.5]),
 ]
 
 

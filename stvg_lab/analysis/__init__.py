@@ -6,6 +6,7 @@
 * :mod:`~stvg_lab.analysis.scale`: vIoU of think and pred tubes per object-scale bin (Fig. 4).
 * :mod:`~stvg_lab.analysis.tags`: m_tIoU / m_vIoU per value of one difficulty tag (``n_distractors``, ``qtype``, ...).
 * :mod:`~stvg_lab.analysis.which_object`: which object a pred box lands on (target, distractor, none) on synthetic clips.
+* :mod:`~stvg_lab.analysis.rollouts`: what a sampled answer changes against the greedy one (span, object, boxes).
 * :mod:`~stvg_lab.analysis.word_reliance`: whether the answers read each attribute word (own vs a distractor's sentence).
 * :mod:`~stvg_lab.analysis.open_vocab`: the open-vocabulary split (Table 4) at toy scale, and the real protocol.
 """

@@ -20,7 +20,7 @@ Variants (``VARIANTS``; the paper's grid is ``PAPER_GRID``):
   answer in a format without it (its answers would all fail to parse, every reward would be 0).
   SFT checkpoints are therefore shared *per answer format*;
 * ``no_think_reward`` (Table 6), ``giou_only`` / ``l1_only`` (Table 7), ``overlap_penalty``,
-  ``count_penalty``, ``count_symmetric``, ``union_spatial``, ``viou_metric``, ``viou_giou``, ``iou_intersection`` (ours): the reward variant of
+  ``count_penalty``, ``count_symmetric``, ``union_spatial``, ``viou_metric``, ``viou_giou``, ``iou_intersection``, ``centre_hit`` (ours): the reward variant of
   that name (``stvg_lab.reward_variants.reward_setup``);
 * ``lambda_k=<x>`` (Table 8), any float: the think-reward weight. ``lambda_k=0.5`` is the same
   recipe as ``full`` (λk = 0.5 in the paper's recipe) and therefore the same run.
@@ -95,6 +95,7 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "viou_metric": {"reward_variant": "viou_metric"},
     "viou_giou": {"reward_variant": "viou_giou"},
     "iou_intersection": {"reward_variant": "iou_intersection"},
+    "centre_hit": {"reward_variant": "centre_hit"},
 }
 """Named variants -> recipe overrides; ``lambda_k=<x>`` is parsed by :func:`variant_overrides`."""
 PAPER_GRID: tuple[str, ...] = (
