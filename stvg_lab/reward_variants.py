@@ -65,7 +65,7 @@ def reward_setup(
       or a list cannot raise it. Not the paper (round 15).
     * ``centre_hit``: a frame scores 1 when its box's centre lies in the ground-truth box, else 0,
       averaged over the intersection as Eq. 7 averages (``terms=("centre",)``): the object a box
-      lies on, not its geometry, which the samples of a group jitter. Not the paper (round 25).
+      lies on, not its geometry, which the samples of a group move. Not the paper (round 25: it loses box quality).
     * ``no_think_bbox`` (Table 5): the same as ``full``. The dataset's ``answer_format``
       column ("no_think") is what drops ``<think_bbox>``: then ``R_k = 0`` and
       ``R_s = R_spa^p``.
