@@ -39,11 +39,10 @@ def frame_owners(
 ) -> dict[int, int | None]:
     """``{k: index into objects of the visible object pred[k] overlaps most, or None}`` for each boxed sampled frame ``k``.
 
-    A box at an index past the clip's sampled frames (an answer whose span runs past the clip) has no frame to
-    lie in and is left out.
-
     ``frame_numbers[k]``: the source frame of sampled frame ``k``; ``objects``: ``scene_objects`` (source
     pixels, ``boxes`` (N, 4) and ``visible`` (N,) per object); ``scale``: model pixels per source pixel ``(x, y)``.
+    A box at an index past the clip's sampled frames (an answer whose span runs past the clip) has no frame to
+    lie in and is left out.
     """
     sx, sy = scale
     out: dict[int, int | None] = {}
