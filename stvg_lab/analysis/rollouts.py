@@ -23,7 +23,7 @@ from typing import Any, Iterable, Mapping, Sequence
 import numpy as np
 
 from stvg_lab.analysis.swap import prediction_field
-from stvg_lab.analysis.which_object import owner
+from stvg_lab.analysis.which_object import frame_boxes, owner
 from stvg_lab.geometry import box_iou
 from stvg_lab.rewards import score_completion
 from stvg_lab.video import reward_columns
@@ -44,15 +44,8 @@ def frame_owners(
     A box at an index past the clip's sampled frames (an answer whose span runs past the clip) has no frame to
     lie in and is left out.
     """
-    sx, sy = scale
-    out: dict[int, int | None] = {}
-    for k, box in pred.items():
-        if not 0 <= int(k) < len(frame_numbers):
-            continue
-        f = int(frame_numbers[int(k)])
-        candidates = [np.asarray(o["boxes"][f], dtype=float) * [sx, sy, sx, sy] if o["visible"][f] else None for o in objects]
-        out[int(k)] = owner(box, candidates)
-    return out
+    return {int(k): owner(box, frame_boxes(objects, int(frame_numbers[int(k)]), scale))
+            for k, box in pred.items() if 0 <= int(k) < len(frame_numbers)}
 
 
 def sample_difference(greedy: Any, sample: Any, objects: Sequence[Mapping[str, Any]], scale: tuple[float, float]) -> dict[str, Any]:
@@ -68,31 +61,26 @@ def sample_difference(greedy: Any, sample: Any, objects: Sequence[Mapping[str, A
     g_span, s_span = prediction_field(greedy, "span"), prediction_field(sample, "span")
     if not g_pred or not s_pred or g_span is None or s_span is None:
         return out
+    # keys are ints in a Prediction, strings in a predictions.jsonl row
+    g_pred, s_pred = ({int(k): np.asarray(b, dtype=float) for k, b in p.items()} for p in (g_pred, s_pred))
     frames = prediction_field(greedy, "frame_numbers")
-    g_own = frame_owners({int(k): b for k, b in g_pred.items()}, frames, objects, scale)
-    s_own = frame_owners({int(k): b for k, b in s_pred.items()}, frames, objects, scale)
+    g_own, s_own = frame_owners(g_pred, frames, objects, scale), frame_owners(s_pred, frames, objects, scale)
     shared = sorted(g_own.keys() & s_own.keys())
     target = next(i for i, o in enumerate(objects) if o["role"] == "target")
     switched = [k for k in shared if g_own[k] != s_own[k]]
     kept = [k for k in shared if g_own[k] == s_own[k]]
-    ious = [float(box_iou(_box(g_pred, k), _box(s_pred, k))) for k in kept]
+    ious = [float(box_iou(g_pred[k], s_pred[k])) for k in kept]
     span_same = tuple(g_span) == tuple(s_span)
     if not span_same:
         kind = "span+object" if switched else "span"
     elif switched:
         kind = "object"
     else:
-        same_boxes = {int(k) for k in g_pred} == {int(k) for k in s_pred} and all(
-            np.allclose(_box(g_pred, k), _box(s_pred, k)) for k in shared)
+        same_boxes = g_pred.keys() == s_pred.keys() and all(np.allclose(g_pred[k], s_pred[k]) for k in shared)
         kind = "same" if same_boxes else "boxes"
     out.update(kind=kind, shared=len(shared), switched=len(switched), to_target=sum(s_own[k] == target for k in switched),
                box_iou=float(np.mean(ious)) if ious else None)
     return out
-
-
-def _box(pred: Mapping[Any, Sequence[float]], k: int) -> np.ndarray:
-    """``pred``'s box at sampled frame ``k`` (keys are ints in a Prediction, strings in a JSONL row)."""
-    return np.asarray(pred[k] if k in pred else pred[str(k)], dtype=float)
 
 
 REWARD_TERMS = ("total", "temporal", "spatial", "think")  # score_completion's keys compared with the greedy answer's

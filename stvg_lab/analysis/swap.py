@@ -23,7 +23,7 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from stvg_lab.geometry import box_iou, temporal_iou
+from stvg_lab.geometry import box_iou, centre_inside, temporal_iou
 
 TUBES = ("think", "pred")
 
@@ -56,8 +56,7 @@ def _box_scores(pairs: list[tuple[list[float], list[float]]]) -> tuple[float, fl
     if not pairs:
         return float("nan"), float("nan")
     boxes, gts = np.array([b for b, _ in pairs], dtype=float), np.array([g for _, g in pairs], dtype=float)
-    cx, cy = (gts[:, 0] + gts[:, 2]) / 2, (gts[:, 1] + gts[:, 3]) / 2
-    centre = (boxes[:, 0] <= cx) & (cx <= boxes[:, 2]) & (boxes[:, 1] <= cy) & (cy <= boxes[:, 3])
+    centre = centre_inside(gts, boxes)  # the ground truth's centre inside the answer's box
     iou = np.array([float(box_iou(b, g)) for b, g in pairs])
     return float(centre.mean()), float(iou.mean())
 

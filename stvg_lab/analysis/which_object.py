@@ -39,6 +39,13 @@ def owner(box: Sequence[float], candidates: Sequence[Sequence[float] | None]) ->
     return at
 
 
+def frame_boxes(objects: Sequence[Mapping[str, Any]], frame: int, scale: tuple[float, float] = (1.0, 1.0)) -> list[np.ndarray | None]:
+    """Each object's box at source frame ``frame`` in model pixels (``scale``: model pixels per source pixel
+    ``(x, y)``), None for an object not in view there: :func:`owner`'s candidates, in ``objects``' order."""
+    sx, sy = scale
+    return [np.asarray(o["boxes"][frame], dtype=float) * [sx, sy, sx, sy] if o["visible"][frame] else None for o in objects]
+
+
 def difference(target: Mapping[str, str], distractor: Mapping[str, str]) -> str:
     """What tells ``distractor`` from ``target``: the one attribute they differ in, or ``"2+"``.
 
@@ -91,9 +98,8 @@ def frame_rows(
         if box is None:
             rows.append({**row, "outcome": "missing", "iou": 0.0})
             continue
-        boxes = [np.asarray(o["boxes"][f], dtype=float) * [sx, sy, sx, sy] for o in visible]
-        at = owner(box, boxes)
-        outcome = "none" if at is None else "target" if visible[at]["role"] == "target" else "distractor"
+        at = owner(box, frame_boxes(objects, f, scale))
+        outcome = "none" if at is None else "target" if objects[at]["role"] == "target" else "distractor"
         t_box = np.asarray(target["boxes"][f], dtype=float) * [sx, sy, sx, sy]
         rows.append({**row, "outcome": outcome, "iou": float(box_iou(box, t_box))})
     return rows
