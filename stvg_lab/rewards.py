@@ -5,17 +5,7 @@ each, as in TRL's ``trl/rewards`` and open-r1's ``rewards.py``. Variants (Tables
 from small factories whose result carries a readable ``__name__``, which TRL uses for the
 ``rewards/<name>/mean`` log columns. ``REWARDS`` maps each name to its function.
 
-Inputs (the contract with the GRPO trainer and the datasets):
-
-* ``completions``: strings, or chat message lists; the text of the last assistant message
-  is scored (``content`` a string or a list of ``{"type": "text", "text": ...}`` parts).
-* dataset columns, one entry per completion: ``gt_span`` ``[s, e]`` (inclusive sampled-frame
-  indices), ``gt_tube`` rows ``[k, x1, y1, x2, y2]`` or a mapping ``{k: [x1, y1, x2, y2]}``
-  (keys int or str) in model-frame pixels, ``frame_size`` ``[W, H]`` of the model frame,
-  and optionally ``answer_format`` (a name in ``stvg_lab.answer.FORMATS``, default paper).
-  Other keyword arguments (``prompts``, ``completion_ids``, ``trainer_state``, ...) are
-  ignored. A missing column raises ``KeyError`` and a malformed one ``ValueError``, each
-  naming the column and the row: those are programming errors, not model output.
+Inputs (the contract with the GRPO trainer and the datasets): ``stvg_lab.reward_inputs``.
 
 Choices the paper leaves open, and the hardening against a policy that games the reward:
 
@@ -107,6 +97,15 @@ import numpy as np
 
 from stvg_lab.answer import ParsedAnswer, get_format, parse_answer
 from stvg_lab.geometry import box_giou, box_iou, box_l1, centre_inside, span_intersection, temporal_iou
+from stvg_lab.reward_inputs import (
+    GroundTruth,
+    completion_text,
+    dataset_column,
+    ground_truth,
+    ground_truth_span,
+    ground_truths,
+    parse_completions,
+)
 
 Terms = tuple[str, ...]
 RewardFunc = Callable[..., list[float]]
@@ -192,90 +191,6 @@ def total_bounds(terms: Sequence[str] = DEFAULT_TERMS, lambda_k: float = DEFAULT
     lo, hi = scored_bounds(terms, count_rule)
     lam = check_lambda(lambda_k)
     return min(0.0, 1 + 2 * lo), 3 + max(2 * hi, (1 + lam) * hi + (1 - lam) * lo)
-
-
-@dataclass(frozen=True, eq=False)
-class GroundTruth:
-    """One sample's ground truth on the model's frame grid, ready for Eq. 5-7.
-
-    ``frames`` are the sampled indices inside ``span`` that have a box, ascending;
-    ``boxes`` their boxes in frame units (x / W, y / H) clipped to ``[0, 1]``, shape (K, 4).
-    """
-
-    span: tuple[int, int]
-    frames: tuple[int, ...]
-    boxes: np.ndarray
-    size: tuple[float, float]
-
-
-def _as_index(value: Any) -> int:
-    """An integer frame index from an int, an integral float (HF datasets) or a numeric str."""
-    if isinstance(value, str):
-        value = float(value.strip())
-    f = float(value)
-    if not math.isfinite(f) or f != int(f):
-        raise ValueError(f"{value!r} is not an integer")
-    return int(f)
-
-
-def ground_truth_span(gt_span: Any, where: str = "ground truth") -> tuple[int, int]:
-    """Validate one row's ``gt_span`` column: ``[s, e]`` integers with ``0 <= s <= e``."""
-    try:
-        s, e = (_as_index(v) for v in gt_span)
-    except (TypeError, ValueError):
-        raise ValueError(f"{where}: column 'gt_span' must be [start, end] integers; got {gt_span!r}") from None
-    if not 0 <= s <= e:
-        raise ValueError(f"{where}: column 'gt_span' must satisfy 0 <= start <= end; got {gt_span!r}")
-    return s, e
-
-
-def ground_truth(gt_span: Any, gt_tube: Any, frame_size: Any, where: str = "ground truth") -> GroundTruth:
-    """Validate and convert one row's ``gt_span``, ``gt_tube`` and ``frame_size`` columns.
-
-    Raises ValueError naming ``where`` (e.g. "row 3") and the column when a value is
-    malformed: a span that is not ``[s, e]`` with ``0 <= s <= e``, a frame size that is not
-    two positive numbers, a tube row that is not ``[k, x1, y1, x2, y2]`` of finite numbers,
-    or a frame given twice. Boxes outside ``span`` are ignored.
-    """
-    s, e = ground_truth_span(gt_span, where)
-    try:
-        w, h = (float(v) for v in frame_size)
-    except (TypeError, ValueError):
-        raise ValueError(f"{where}: column 'frame_size' must be [W, H]; got {frame_size!r}") from None
-    if not (math.isfinite(w) and math.isfinite(h) and w > 0 and h > 0):
-        raise ValueError(f"{where}: column 'frame_size' must be two positive numbers; got {frame_size!r}")
-
-    if gt_tube is None:
-        raise ValueError(f"{where}: column 'gt_tube' is None; give [] for a sample without boxes")
-    shape_error = (
-        f"{where}: column 'gt_tube' must hold rows [k, x1, y1, x2, y2] or a mapping {{k: [x1, y1, x2, y2]}} "
-        f"of numbers; got {str(gt_tube)[:200]}"
-    )
-    try:
-        if isinstance(gt_tube, Mapping):
-            # None values are skipped: an HF datasets struct column fills the keys that other
-            # rows have and this one lacks with None
-            items = [(_as_index(k), box) for k, box in gt_tube.items() if box is not None]
-            table = np.asarray([[k, *box] for k, box in items], dtype=np.float64)
-        else:
-            table = np.asarray(gt_tube, dtype=np.float64)  # (K, 5) rows [k, x1, y1, x2, y2]
-    except (TypeError, ValueError):
-        raise ValueError(shape_error) from None
-    table = table.reshape(0, 5) if table.size == 0 else table
-    if table.ndim != 2 or table.shape[1] != 5:
-        raise ValueError(shape_error)
-    if not np.all(np.isfinite(table)):
-        raise ValueError(f"{where}: column 'gt_tube' needs finite numbers; got {str(gt_tube)[:200]}")
-    if not np.all(table[:, 0] == np.round(table[:, 0])):
-        raise ValueError(f"{where}: column 'gt_tube' frame indices must be integers; got {table[:, 0].tolist()}")
-    frames = table[:, 0].astype(np.int64)  # (K,)
-    if len(set(frames.tolist())) != len(frames):
-        raise ValueError(f"{where}: column 'gt_tube' gives a frame twice; got {sorted(frames.tolist())}")
-    order = np.argsort(frames, kind="stable")
-    order = order[(frames[order] >= s) & (frames[order] <= e)]
-    # (K', 4): pixels -> frame units, then clip, so both GIoU and the L1 of Eq. 7 see [0, 1]
-    unit = np.clip(table[order, 1:] / np.array([w, h, w, h]), 0.0, 1.0)
-    return GroundTruth((s, e), tuple(frames[order].tolist()), unit, (w, h))
 
 
 def _frame_scores(pred: np.ndarray, gt: np.ndarray, terms: Terms) -> np.ndarray:
@@ -453,95 +368,20 @@ def total_values(
     return out
 
 
-def completion_text(completion: Any, where: str = "completion") -> Any:
-    """The text to score: a string as is, or the last assistant message of a chat list.
-
-    A message's ``content`` may be a string or a list of parts, whose ``"text"`` parts are
-    joined. Anything that is not text (None content) is passed on for ``parse_answer`` to
-    reject. Raises ValueError for a completion that is neither a string nor a message list.
-    """
-    if isinstance(completion, str):
-        return completion
-    if isinstance(completion, Sequence):
-        for msg in reversed(completion):
-            if isinstance(msg, Mapping) and msg.get("role", "assistant") == "assistant":
-                content = msg.get("content")
-                if isinstance(content, list):
-                    texts = [p.get("text") for p in content if isinstance(p, Mapping) and p.get("type") == "text"]
-                    return "".join(t for t in texts if isinstance(t, str))
-                return content
-    raise ValueError(f"{where}: expected a string or a list of chat messages with an assistant message")
-
-
-def _column(kwargs: Mapping[str, Any], name: str, n: int) -> list:
-    if name not in kwargs or kwargs[name] is None:
-        raise KeyError(
-            f"reward needs the dataset column {name!r} (one entry per completion); got columns {sorted(kwargs)}"
-        )
-    values = list(kwargs[name])
-    if len(values) != n:
-        raise ValueError(f"column {name!r} has {len(values)} entries for {n} completions")
-    return values
-
-
-def _parse_all(completions: Sequence[Any], kwargs: Mapping[str, Any]) -> list[ParsedAnswer]:
-    """Parse each completion once, in its row's ``answer_format`` (default paper)."""
-    n = len(completions)
-    fmts = kwargs.get("answer_format")
-    if fmts is None or isinstance(fmts, str):
-        fmts = [fmts] * n
-    elif len(fmts) != n:
-        raise ValueError(f"column 'answer_format' has {len(fmts)} entries for {n} completions")
-    return [
-        parse_answer(completion_text(c, f"completion {i}"), get_format(f))
-        for i, (c, f) in enumerate(zip(completions, fmts))
-    ]
-
-
-def _same_value(a: Any, b: Any) -> bool:
-    """Whether two column values are equal plain lists/dicts (never raises on odd types)."""
-    if a is b:
-        return True
-    if type(a) is not type(b) or not isinstance(a, (list, tuple, dict)):
-        return False
-    try:
-        return bool(a == b)
-    except (TypeError, ValueError):  # e.g. lists holding numpy arrays
-        return False
-
-
-def _ground_truths(kwargs: Mapping[str, Any], n: int) -> list[GroundTruth]:
-    """Convert every row's ground truth; a row equal to the one before reuses its result.
-
-    GRPOTrainer repeats each prompt's row for its ``num_generations`` consecutive
-    completions, so this converts each distinct row once (about 40 us saved per repeat).
-    """
-    spans, tubes, sizes = (_column(kwargs, c, n) for c in ("gt_span", "gt_tube", "frame_size"))
-    out: list[GroundTruth] = []
-    prev_row: tuple = ()
-    for i, row in enumerate(zip(spans, tubes, sizes)):
-        if prev_row and all(_same_value(x, y) for x, y in zip(row, prev_row)):
-            out.append(out[-1])
-        else:
-            out.append(ground_truth(*row, where=f"row {i}"))
-        prev_row = row
-    return out
-
-
 def format_reward(completions: Sequence[Any], **kwargs: Any) -> list[float]:
     """``R_f`` (Eq. 3) ∈ {0, 1}: 1 iff the answer parses in its ``answer_format``."""
-    return [format_value(p) for p in _parse_all(completions, kwargs)]
+    return [format_value(p) for p in parse_completions(completions, kwargs)]
 
 
 def consistency_reward(completions: Sequence[Any], **kwargs: Any) -> list[float]:
     """``R_c`` (Eq. 4) ∈ {0, 1}: 1 iff it parses and every box list covers ``ts..te``."""
-    return [consistency_value(p) for p in _parse_all(completions, kwargs)]
+    return [consistency_value(p) for p in parse_completions(completions, kwargs)]
 
 
 def temporal_reward(completions: Sequence[Any], **kwargs: Any) -> list[float]:
     """``R_t`` (Eq. 5) ∈ [0, 1]: temporal IoU with ``gt_span``; 0 if the answer is rejected."""
-    parsed = _parse_all(completions, kwargs)
-    spans = [ground_truth_span(s, f"row {i}") for i, s in enumerate(_column(kwargs, "gt_span", len(parsed)))]
+    parsed = parse_completions(completions, kwargs)
+    spans = [ground_truth_span(s, f"row {i}") for i, s in enumerate(dataset_column(kwargs, "gt_span", len(parsed)))]
     return [temporal_value(p, s) for p, s in zip(parsed, spans)]
 
 
@@ -567,8 +407,8 @@ class SpatialReward:
         return spatial_bounds(self.terms, self.count_rule)
 
     def __call__(self, completions: Sequence[Any], **kwargs: Any) -> list[float]:
-        parsed = _parse_all(completions, kwargs)
-        parts = spatial_parts(parsed, _ground_truths(kwargs, len(parsed)), self.terms, self.count_rule)
+        parsed = parse_completions(completions, kwargs)
+        parts = spatial_parts(parsed, ground_truths(kwargs, len(parsed)), self.terms, self.count_rule)
         return spatial_values(parts, self.terms, self.empty_overlap).tolist()
 
 
@@ -589,8 +429,8 @@ class ThinkReward:
         return think_bounds(self.terms, self.count_rule)
 
     def __call__(self, completions: Sequence[Any], **kwargs: Any) -> list[float]:
-        parsed = _parse_all(completions, kwargs)
-        return think_values(spatial_parts(parsed, _ground_truths(kwargs, len(parsed)), self.terms, self.count_rule)).tolist()
+        parsed = parse_completions(completions, kwargs)
+        return think_values(spatial_parts(parsed, ground_truths(kwargs, len(parsed)), self.terms, self.count_rule)).tolist()
 
 
 @dataclass(frozen=True)
@@ -617,8 +457,8 @@ class TotalReward:
         return total_bounds(self.terms, self.lambda_k, self.count_rule)
 
     def __call__(self, completions: Sequence[Any], **kwargs: Any) -> list[float]:
-        parsed = _parse_all(completions, kwargs)
-        gts = _ground_truths(kwargs, len(parsed))
+        parsed = parse_completions(completions, kwargs)
+        gts = ground_truths(kwargs, len(parsed))
         return total_values(parsed, gts, self.terms, self.empty_overlap, self.lambda_k, self.count_rule)["total"].tolist()
 
 
