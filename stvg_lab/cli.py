@@ -7,6 +7,7 @@
     stvg-lab evaluate --model runs/grpo/final --data data/synthetic --split test --out runs/eval
     stvg-lab average --out runs/sft/avg runs/sft/checkpoint-1000 runs/sft/checkpoint-1500 runs/sft/checkpoint-2000
     stvg-lab compare --a runs/eval_x0 runs/eval_x1 --b runs/eval_y0 runs/eval_y1   # a - b, bootstrap interval
+    stvg-lab compare --a ... --b ... --by n_distractors                           # and per value of a clip tag
 
 Each sub-command is a thin shell over a function of the package, so notebooks call the same
 code. Heavy imports (torch, transformers) happen inside the command that needs them.
@@ -74,11 +75,13 @@ def _average(args: argparse.Namespace) -> int:
 
 
 def _compare(args: argparse.Namespace) -> int:
-    from stvg_lab.analysis.paired import compare_evaluations, difference_table
+    from stvg_lab.analysis.paired import compare_by_tag, compare_evaluations, difference_table
 
-    rows = compare_evaluations(args.a, args.b, metrics=args.metrics, tube=args.tube, n_boot=args.n_boot, level=args.level,
-                               seed=args.seed)
-    print(difference_table({"a - b": rows}), end="")
+    options = dict(metrics=args.metrics, tube=args.tube, n_boot=args.n_boot, level=args.level, seed=args.seed)
+    named = {"a - b": compare_evaluations(args.a, args.b, **options)}
+    if args.by:
+        named.update({f"a - b, {k}": v for k, v in compare_by_tag(args.a, args.b, args.by, **options).items()})
+    print(difference_table(named), end="")
     return 0
 
 
@@ -162,6 +165,8 @@ def build_parser() -> argparse.ArgumentParser:
     cmp.add_argument("--n-boot", type=int, default=10_000)
     cmp.add_argument("--level", type=float, default=0.95, help="coverage of the interval")
     cmp.add_argument("--seed", type=int, default=0, help="seeds the bootstrap draws")
+    cmp.add_argument("--by", default=None, metavar="TAG",
+                     help="also per value of this clip tag of per_sample.jsonl (n_distractors, event, small, ...)")
     cmp.set_defaults(func=_compare)
 
     train = sub.add_parser("train", help="SFT and GRPO").add_subparsers(dest="train_command", required=True)

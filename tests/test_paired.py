@@ -140,3 +140,65 @@ def test_variant_differences_compare_the_reference_with_each_finished_variant(tm
     assert (r.seeds_a, r.seeds_b) == (2, 1) and r.diff == pytest.approx(0.4 - 0.2)
     with pytest.raises(ValueError, match="no finished run of the reference variant 'lambda_k=0.2'"):
         variant_differences(grid, reference="lambda_k=0.2")
+
+
+def _tagged(sid: str, viou: float, n: int | None) -> dict:
+    row = _row(sid, 1.0, viou)
+    row["tags"] = {} if n is None else {"n_distractors": n, "event": "cross"}
+    return row
+
+
+def _folders(tmp_path, arms: dict) -> dict:
+    dirs = {}
+    for name, rows in arms.items():
+        dirs[name] = tmp_path / name
+        dirs[name].mkdir()
+        (dirs[name] / "per_sample.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return dirs
+
+
+def test_compare_by_tag_splits_the_clips_by_value_and_pairs_within_each_group(tmp_path):
+    """a gains 0.2 on the clips without distractors, loses 0.1 on those with two, ties on the untagged one;
+    overall +0.025 over 4 clips. Groups in sorted order, clips without the tag (None) last."""
+    from stvg_lab.analysis.paired import compare_by_tag
+
+    dirs = _folders(tmp_path, {
+        "a": [_tagged("w", 0.5, 2), _tagged("x", 0.6, 0), _tagged("y", 0.4, 0), _tagged("z", 0.3, None)],
+        "b": [_tagged("w", 0.6, 2), _tagged("x", 0.4, 0), _tagged("y", 0.2, 0), _tagged("z", 0.3, None)],
+    })
+    got = compare_by_tag([dirs["a"]], [dirs["b"]], "n_distractors", metrics=("m_vIoU",), n_boot=100)
+    assert list(got) == ["n_distractors = 0 (2 clips)", "n_distractors = 2 (1 clips)", "n_distractors = None (1 clips)"]
+    zero, two, none = (g[0] for g in got.values())
+    assert (zero.diff, zero.lo, zero.hi, zero.wins, zero.n_clips) == (pytest.approx(0.2), pytest.approx(0.2), pytest.approx(0.2), 2, 2)
+    assert (two.diff, two.losses) == (pytest.approx(-0.1), 1)
+    assert (none.diff, none.wins, none.losses) == (0.0, 0, 0)
+    overall = compare_evaluations([dirs["a"]], [dirs["b"]], metrics=("m_vIoU",), n_boot=100)[0]
+    # the groups' differences weighted by their clips give the overall one back
+    assert overall.diff == pytest.approx((2 * zero.diff + two.diff + none.diff) / 4)
+
+
+def test_compare_by_tag_refuses_an_absent_tag_and_runs_that_disagree_on_a_clip(tmp_path):
+    from stvg_lab.analysis.paired import compare_by_tag
+
+    dirs = _folders(tmp_path, {
+        "a": [_tagged("x", 0.5, 0), _tagged("y", 0.5, 1)],
+        "b": [_tagged("x", 0.4, 0), _tagged("y", 0.4, 1)],
+        "other_data": [_tagged("x", 0.4, 1), _tagged("y", 0.4, 1)],  # clip x tagged 1 here, 0 in a
+    })
+    with pytest.raises(ValueError, match=r"no clip of .*a has the tag 'small'; its rows' tags are \['event', 'n_distractors'\]"):
+        compare_by_tag([dirs["a"]], [dirs["b"]], "small")
+    with pytest.raises(ValueError, match=r"other_data: clip 'x' \(row 1\) has n_distractors=1 where another run has 0"):
+        compare_by_tag([dirs["a"]], [dirs["other_data"]], "n_distractors")
+
+
+def test_compare_cli_by_tag_prints_the_overall_and_the_group_rows(tmp_path, capsys):
+    from stvg_lab import cli
+
+    dirs = _folders(tmp_path, {"a": [_tagged("x", 0.6, 0), _tagged("y", 0.5, 1)], "b": [_tagged("x", 0.4, 0), _tagged("y", 0.5, 1)]})
+    assert cli.main(["compare", "--a", str(dirs["a"]), "--b", str(dirs["b"]), "--n-boot", "20", "--metrics", "m_vIoU",
+                     "--by", "n_distractors"]) == 0
+    out = capsys.readouterr().out
+    rows = [line for line in out.splitlines() if line.startswith("| a - b")]
+    assert [r.split(" | ")[0] for r in rows] == ["| a - b", "| a - b, n_distractors = 0 (1 clips)", "| a - b, n_distractors = 1 (1 clips)"]
+    assert "| +10.0 |" in rows[0] and "| +20.0 |" in rows[1] and "| +0.0 |" in rows[2]
+    assert "1/2 clips, runs per arm (a, b): (1, 1)" in out

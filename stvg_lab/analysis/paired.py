@@ -169,6 +169,62 @@ def compare_evaluations(
     return out
 
 
+def clip_tags(runs: Sequence[Sequence[Mapping[str, Any]]], tag: str, sources: Sequence[str]) -> dict[Hashable, Any]:
+    """Per clip id, the value of ``tag`` (``row["tags"][tag]``, None without it) over all runs' rows.
+
+    A tag is a property of the clip, so every run must give a clip the same value; a run that gives
+    another is an error naming the run and the clip (folders scored on other data).
+    """
+    out: dict[Hashable, Any] = {}
+    for rows, source in zip(runs, sources):
+        for i, row in enumerate(rows, 1):
+            sid, value = row.get("id"), (row.get("tags") or {}).get(tag)
+            if sid in out and out[sid] != value:
+                raise ValueError(f"{source}: clip {sid!r} (row {i}) has {tag}={value!r} where another run has "
+                                 f"{out[sid]!r}; compare folders scored on the same data")
+            out[sid] = value
+    return out
+
+
+def compare_by_tag(
+    a_dirs: Sequence[str | Path],
+    b_dirs: Sequence[str | Path],
+    tag: str,
+    metrics: Sequence[str] = tuple(METRICS),
+    tube: str = "pred",
+    n_boot: int = 10_000,
+    level: float = 0.95,
+    seed: int = 0,
+) -> dict[str, list[PairedDifference]]:
+    """:func:`compare_evaluations` on each group of clips that share a value of ``tag`` (e.g. ``n_distractors``).
+
+    Where a difference comes from: an arm that gains on clips with distractors and loses on clips
+    without them can tie overall. Each group is bootstrapped on its own clips (paired as before), so its
+    interval is wider than the overall one by about sqrt(n / n_group). Keys read ``"<tag> = <value>
+    (<n> clips)"``, values in sorted order, None (clips without the tag) last, for :func:`difference_table`.
+    """
+    rows_a = [read_per_sample(d) for d in a_dirs]
+    rows_b = [read_per_sample(d) for d in b_dirs]
+    values = clip_tags([*rows_a, *rows_b], tag, [str(d) for d in (*a_dirs, *b_dirs)])
+    groups: dict[Any, set[Hashable]] = {}
+    for sid, value in values.items():
+        groups.setdefault(value, set()).add(sid)
+    if set(groups) == {None}:
+        raise ValueError(f"no clip of {a_dirs[0]} has the tag {tag!r}; its rows' tags are "
+                         f"{sorted((rows_a[0][0].get('tags') or {}))}")
+    order = sorted(groups, key=lambda v: (v is None, str(type(v)), v if v is not None else 0))
+    out: dict[str, list[PairedDifference]] = {}
+    for value in order:
+        ids = groups[value]
+        diffs = []
+        for m in metrics:
+            sa = [{i: x for i, x in clip_scores(r, m, tube, str(d)).items() if i in ids} for r, d in zip(rows_a, a_dirs)]
+            sb = [{i: x for i, x in clip_scores(r, m, tube, str(d)).items() if i in ids} for r, d in zip(rows_b, b_dirs)]
+            diffs.append(paired_difference(sa, sb, m, tube, n_boot, level, seed, [str(d) for d in a_dirs], [str(d) for d in b_dirs]))
+        out[f"{tag} = {value} ({len(ids)} clips)"] = diffs
+    return out
+
+
 def difference_table(named: Mapping[str, Sequence[PairedDifference]]) -> str:
     """A markdown table of :class:`PairedDifference` rows under their comparison's name, in points (x100)."""
     rows = [r for group in named.values() for r in group]
@@ -181,7 +237,9 @@ def difference_table(named: Mapping[str, Sequence[PairedDifference]]) -> str:
             lines.append(f"| {name} | {r.metric} ({r.tube}) | {100 * r.mean_a:.1f} | {100 * r.mean_b:.1f} | {100 * r.diff:+.1f} "
                          f"| [{100 * r.lo:+.1f}, {100 * r.hi:+.1f}] | {r.share_not_better:.3f} | {r.wins} / {r.losses} |")
     runs = sorted({(r.seeds_a, r.seeds_b) for r in rows})
-    return "\n".join(lines) + (f"\n\n{rows[0].n_clips} clips, runs per arm (a, b): {', '.join(map(str, runs))}; "
+    clips = sorted({r.n_clips for r in rows})
+    n = str(clips[0]) if len(clips) == 1 else "/".join(map(str, clips))
+    return "\n".join(lines) + (f"\n\n{n} clips, runs per arm (a, b): {', '.join(map(str, runs))}; "
                                f"{rows[0].n_boot} bootstrap draws (clips paired, runs drawn per arm).\n")
 
 
