@@ -29,6 +29,7 @@ from typing import Any
 import numpy as np
 
 from stvg_lab.analysis.scale import read_per_sample
+from stvg_lab.analysis.tags import tag_order
 
 # table metric -> (per-sample quantity, threshold); vIoU@R counts vIoU > R, strict as in stvg_lab.metrics
 METRICS: dict[str, tuple[str, float | None]] = {
@@ -161,12 +162,30 @@ def compare_evaluations(
     """:func:`paired_difference` of two sets of evaluation folders (``per_sample.jsonl``), per metric."""
     rows_a = [read_per_sample(d) for d in a_dirs]
     rows_b = [read_per_sample(d) for d in b_dirs]
-    out = []
-    for m in metrics:
-        sa = [clip_scores(r, m, tube, str(d)) for r, d in zip(rows_a, a_dirs)]
-        sb = [clip_scores(r, m, tube, str(d)) for r, d in zip(rows_b, b_dirs)]
-        out.append(paired_difference(sa, sb, m, tube, n_boot, level, seed, [str(d) for d in a_dirs], [str(d) for d in b_dirs]))
-    return out
+    return _compare_rows(rows_a, rows_b, a_dirs, b_dirs, None, metrics, tube, n_boot, level, seed)
+
+
+def _compare_rows(
+    rows_a: Sequence[Sequence[Mapping[str, Any]]],
+    rows_b: Sequence[Sequence[Mapping[str, Any]]],
+    a_dirs: Sequence[str | Path],
+    b_dirs: Sequence[str | Path],
+    clips: set[Hashable] | None,
+    metrics: Sequence[str],
+    tube: str,
+    n_boot: int,
+    level: float,
+    seed: int,
+) -> list[PairedDifference]:
+    """Per metric, :func:`paired_difference` of the runs' rows, on ``clips`` only when given."""
+    names_a, names_b = [str(d) for d in a_dirs], [str(d) for d in b_dirs]
+
+    def scores(rows: Sequence[Mapping[str, Any]], metric: str, name: str) -> dict[Hashable, float]:
+        per_clip = clip_scores(rows, metric, tube, name)
+        return per_clip if clips is None else {i: x for i, x in per_clip.items() if i in clips}
+
+    return [paired_difference([scores(r, m, d) for r, d in zip(rows_a, names_a)], [scores(r, m, d) for r, d in zip(rows_b, names_b)],
+                              m, tube, n_boot, level, seed, names_a, names_b) for m in metrics]
 
 
 def clip_tags(runs: Sequence[Sequence[Mapping[str, Any]]], tag: str, sources: Sequence[str]) -> dict[Hashable, Any]:
@@ -212,17 +231,8 @@ def compare_by_tag(
     if set(groups) == {None}:
         raise ValueError(f"no clip of {a_dirs[0]} has the tag {tag!r}; its rows' tags are "
                          f"{sorted((rows_a[0][0].get('tags') or {}))}")
-    order = sorted(groups, key=lambda v: (v is None, str(type(v)), v if v is not None else 0))
-    out: dict[str, list[PairedDifference]] = {}
-    for value in order:
-        ids = groups[value]
-        diffs = []
-        for m in metrics:
-            sa = [{i: x for i, x in clip_scores(r, m, tube, str(d)).items() if i in ids} for r, d in zip(rows_a, a_dirs)]
-            sb = [{i: x for i, x in clip_scores(r, m, tube, str(d)).items() if i in ids} for r, d in zip(rows_b, b_dirs)]
-            diffs.append(paired_difference(sa, sb, m, tube, n_boot, level, seed, [str(d) for d in a_dirs], [str(d) for d in b_dirs]))
-        out[f"{tag} = {value} ({len(ids)} clips)"] = diffs
-    return out
+    return {f"{tag} = {value} ({len(groups[value])} clips)":
+            _compare_rows(rows_a, rows_b, a_dirs, b_dirs, groups[value], metrics, tube, n_boot, level, seed) for value in tag_order(groups)}
 
 
 def difference_table(named: Mapping[str, Sequence[PairedDifference]]) -> str:

@@ -18,6 +18,11 @@ from typing import Any, Iterable, Mapping
 KEYS = ("tIoU_pred", "vIoU_pred")
 
 
+def tag_order(values: Iterable[Any]) -> list[Any]:
+    """Tag values sorted within their type (False < True, 0 < 1 < 2, strings alphabetically), None last."""
+    return sorted(values, key=lambda v: (v is None, str(type(v)), v if v is not None else 0))
+
+
 def tag_means(rows: Iterable[Mapping[str, Any]], tag: str) -> dict[Any, dict[str, float]]:
     """``{tag value: {"n", "m_tIoU", "m_vIoU"}}`` over ``per_sample.jsonl`` rows, values in sorted order.
 
@@ -32,6 +37,6 @@ def tag_means(rows: Iterable[Mapping[str, Any]], tag: str) -> dict[Any, dict[str
                              "expected the rows of stvg_lab.evaluate's per_sample.jsonl")
         value = (row.get("tags") or {}).get(tag)
         groups.setdefault(value, []).append((float(row["tIoU_pred"] or 0.0), float(row["vIoU_pred"] or 0.0)))
-    order = sorted(groups, key=lambda v: (v is None, str(type(v)), v if v is not None else 0))
+    order = tag_order(groups)
     return {v: {"n": len(groups[v]), "m_tIoU": sum(t for t, _ in groups[v]) / len(groups[v]),
                 "m_vIoU": sum(x for _, x in groups[v]) / len(groups[v])} for v in order}
