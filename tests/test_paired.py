@@ -189,6 +189,8 @@ def test_compare_by_tag_refuses_an_absent_tag_and_runs_that_disagree_on_a_clip(t
         compare_by_tag([dirs["a"]], [dirs["b"]], "small")
     with pytest.raises(ValueError, match=r"other_data: clip 'x' \(row 1\) has n_distractors=1 where another run has 0"):
         compare_by_tag([dirs["a"]], [dirs["other_data"]], "n_distractors")
+    with pytest.raises(ValueError, match=r"tag 'n_distractors' has 2 values over 2 clips \(more than 1\)"):
+        compare_by_tag([dirs["a"]], [dirs["b"]], "n_distractors", max_groups=1)  # as a continuous tag would
 
 
 def test_compare_cli_by_tag_prints_the_overall_and_the_group_rows(tmp_path, capsys):

@@ -214,6 +214,7 @@ def compare_by_tag(
     n_boot: int = 10_000,
     level: float = 0.95,
     seed: int = 0,
+    max_groups: int = 12,
 ) -> dict[str, list[PairedDifference]]:
     """:func:`compare_evaluations` on each group of clips that share a value of ``tag`` (e.g. ``n_distractors``).
 
@@ -221,6 +222,7 @@ def compare_by_tag(
     without them can tie overall. Each group is bootstrapped on its own clips (paired as before), so its
     interval is wider than the overall one by about sqrt(n / n_group). Keys read ``"<tag> = <value>
     (<n> clips)"``, values in sorted order, None (clips without the tag) last, for :func:`difference_table`.
+    A tag with more than ``max_groups`` values (a continuous one, such as ``occlusion``) is refused.
     """
     rows_a = [read_per_sample(d) for d in a_dirs]
     rows_b = [read_per_sample(d) for d in b_dirs]
@@ -231,6 +233,9 @@ def compare_by_tag(
     if set(groups) == {None}:
         raise ValueError(f"no clip of {a_dirs[0]} has the tag {tag!r}; its rows' tags are "
                          f"{sorted((rows_a[0][0].get('tags') or {}))}")
+    if len(groups) > max_groups:
+        raise ValueError(f"tag {tag!r} has {len(groups)} values over {len(values)} clips (more than {max_groups}); "
+                         "split by a tag with few values (n_distractors, event, small, ...)")
     return {f"{tag} = {value} ({len(groups[value])} clips)":
             _compare_rows(rows_a, rows_b, a_dirs, b_dirs, groups[value], metrics, tube, n_boot, level, seed) for value in tag_order(groups)}
 
