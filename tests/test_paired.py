@@ -13,6 +13,16 @@ def _row(sid: str, tiou: float, viou: float, think: float | None = None) -> dict
     return {"id": sid, "tIoU_pred": tiou, "vIoU_pred": viou, "tIoU_think": think, "vIoU_think": think}
 
 
+def _folders(tmp_path, arms: dict) -> dict:
+    """One folder per arm name under ``tmp_path``, holding its rows as ``per_sample.jsonl``."""
+    dirs = {}
+    for name, rows in arms.items():
+        dirs[name] = tmp_path / name
+        dirs[name].mkdir()
+        (dirs[name] / "per_sample.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return dirs
+
+
 ROWS = [_row("a", 0.9, 0.3), _row("b", 0.5, 0.31), _row("c", 0.0, 0.0)]
 
 
@@ -103,12 +113,8 @@ def test_compare_evaluations_reads_folders_and_the_means_are_the_reported_metric
     """From per_sample.jsonl folders; each arm's mean is what metrics.json reports (a failed answer is a 0 row)."""
     from stvg_lab import cli
 
-    dirs = {}
-    for name, rows in {"a0": [_row("x", 1.0, 0.6), _row("y", 0.0, 0.0)], "a1": [_row("x", 0.8, 0.4), _row("y", 0.5, 0.2)],
-                       "b0": [_row("x", 0.6, 0.2), _row("y", 0.4, 0.0)]}.items():
-        dirs[name] = tmp_path / name
-        dirs[name].mkdir()
-        (dirs[name] / "per_sample.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    dirs = _folders(tmp_path, {"a0": [_row("x", 1.0, 0.6), _row("y", 0.0, 0.0)], "a1": [_row("x", 0.8, 0.4), _row("y", 0.5, 0.2)],
+                               "b0": [_row("x", 0.6, 0.2), _row("y", 0.4, 0.0)]})
     rows = compare_evaluations([dirs["a0"], dirs["a1"]], [dirs["b0"]], n_boot=100)
     by = {r.metric: r for r in rows}
     assert by["m_tIoU"].mean_a == pytest.approx(0.575) and by["m_tIoU"].mean_b == pytest.approx(0.5)
@@ -146,15 +152,6 @@ def _tagged(sid: str, viou: float, n: int | None) -> dict:
     row = _row(sid, 1.0, viou)
     row["tags"] = {} if n is None else {"n_distractors": n, "event": "cross"}
     return row
-
-
-def _folders(tmp_path, arms: dict) -> dict:
-    dirs = {}
-    for name, rows in arms.items():
-        dirs[name] = tmp_path / name
-        dirs[name].mkdir()
-        (dirs[name] / "per_sample.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
-    return dirs
 
 
 def test_compare_by_tag_splits_the_clips_by_value_and_pairs_within_each_group(tmp_path):

@@ -57,7 +57,7 @@ def _box_scores(pairs: list[tuple[list[float], list[float]]]) -> tuple[float, fl
         return float("nan"), float("nan")
     boxes, gts = np.array([b for b, _ in pairs], dtype=float), np.array([g for _, g in pairs], dtype=float)
     centre = centre_inside(gts, boxes)  # the ground truth's centre inside the answer's box
-    iou = np.array([float(box_iou(b, g)) for b, g in pairs])
+    iou = box_iou(boxes, gts)  # (N,)
     return float(centre.mean()), float(iou.mean())
 
 
