@@ -3,12 +3,13 @@
     .venv/bin/python bench/heldout_reward.py --root bench/out/grpo_sweep_spread --data data/synthetic_spread
 
 For every ``<root>/start`` and ``<root>/<variant>/seed<k>`` that ``bench/grpo_sweep.py`` scored, the
-saved greedy answers (``eval/predictions.jsonl``) are scored by the reward functions' own code
-(``stvg_lab.rewards.score_completion``), against each test clip's reward columns on the model's frames (``stvg_lab.video.reward_columns`` on the
-recipe's ``fps`` / ``max_side`` layout). One yardstick for every row: the paper's ``full`` variant,
-λk = 0.5, unit weights, whatever the run trained on. A row whose reward rises while its m_tIoU /
-m_vIoU fall is a run that learned what the reward pays and the metrics do not (bench/LEARNING.md
-round 9: the box count). Nothing is trained; a few seconds per row.
+saved greedy answers (``eval/predictions.jsonl``) are scored as evaluations score them since session 29
+(``stvg_lab.evaluate.answer_rewards``: the reward functions' own code, against each test clip's ground
+truth on the frames and size the model saw). One yardstick for every row: the paper's ``full``
+rewards, λk = 0.5, whatever the run trained on. A row whose reward rises while its m_tIoU / m_vIoU fall
+is a run that learned what the reward pays and the metrics do not (bench/LEARNING.md round 9: the box
+count). Nothing is trained; a few seconds per row. Evaluations written since then hold the same numbers
+in ``metrics.json`` (``reward``) and per clip, for ``stvg-lab compare --metrics R_total ...``.
 """
 
 from __future__ import annotations
@@ -17,39 +18,27 @@ import argparse
 import json
 import os
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Mapping, Sequence
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 TERMS = ("format", "consistency", "temporal", "spatial", "think")
 
 
-def reward_terms(texts: Sequence[str], columns: Sequence[dict[str, Any]], answer_format: str,
-                 lambda_k: float = 0.5) -> dict[str, float]:
-    """Mean of each reward term and of Eq. 10's weighted sum over ``texts``, each scored against its ``columns``.
+def reward_terms(predictions: Sequence[Any], samples: Mapping[str, Any]) -> dict[str, float]:
+    """Mean of each reward term and of Eq. 10's weighted sum over ``predictions`` (``stvg_lab.infer.Prediction``).
 
-    ``columns[i]``: ``gt_span``, ``gt_tube``, ``frame_size`` of answer ``i`` (``reward_columns``).
-    Scored by :func:`stvg_lab.rewards.score_completion`, the code of the reward functions; an
-    answer that does not parse scores 0 on every term.
+    ``samples``: the test split by id. An answer that does not parse scores 0 on every term.
     """
-    from stvg_lab.rewards import score_completion
+    from stvg_lab.evaluate import answer_rewards
 
-    if len(texts) != len(columns) or not texts:
-        raise ValueError(f"reward_terms: {len(texts)} answers for {len(columns)} column sets")
-    scored = [score_completion(t, c["gt_span"], c["gt_tube"], c["frame_size"], answer_format, lambda_k)
-              for t, c in zip(texts, columns)]
-    return {k: sum(r[k] for r in scored) / len(scored) for k in (*TERMS, "total")}
-
-
-def score_dir(eval_dir: Path, by_id: dict[str, dict[str, Any]], answer_format: str) -> dict[str, float]:
-    """:func:`reward_terms` of the answers saved in ``eval_dir/predictions.jsonl`` (ids looked up in ``by_id``)."""
-    from stvg_lab.infer import read_predictions
-
-    preds = read_predictions(eval_dir / "predictions.jsonl")
-    missing = [p.id for p in preds if p.id not in by_id]
+    if not predictions:
+        raise ValueError("reward_terms: no answers")
+    missing = [p.id for p in predictions if p.id not in samples]
     if missing:
-        raise ValueError(f"{eval_dir}/predictions.jsonl: {len(missing)} answers for clips not in the test split, e.g. {missing[0]}")
-    return reward_terms([p.text for p in preds], [by_id[p.id] for p in preds], answer_format)
+        raise ValueError(f"{len(missing)} answers for clips not in the test split, e.g. {missing[0]}")
+    scored = [answer_rewards(p, samples[p.id]) for p in predictions]
+    return {k: sum(r[k] for r in scored) / len(scored) for k in (*TERMS, "total")}
 
 
 def table(rows: dict[str, list[dict[str, float]]]) -> str:
@@ -70,25 +59,21 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--root", default="bench/out/grpo_sweep", help="a bench/grpo_sweep.py root")
     ap.add_argument("--data", default="data/synthetic", help="the dataset its runs were scored on")
-    ap.add_argument("--recipe", default="tiny_cpu_grpo", help="recipe whose fps, max_side and answer_format the runs used")
     args = ap.parse_args()
 
     from stvg_lab.data.synth import load_synthetic
-    from stvg_lab.train.dataset import clip_layout
-    from stvg_lab.train.recipe import load_recipe
-    from stvg_lab.video import reward_columns
+    from stvg_lab.infer import read_predictions
 
-    recipe = load_recipe(args.recipe)
-    by_id = {}
-    for s in load_synthetic(args.data, "test"):
-        layout = clip_layout(s, recipe.fps, recipe.max_side)
-        by_id[s.id] = reward_columns(s, layout.frame_numbers, layout.size)
+    by_id = {s.id: s for s in load_synthetic(args.data, "test")}
     root = Path(args.root)
 
     def row(scored: Path) -> dict[str, float]:
         metrics = json.loads((scored / "score.json").read_text(encoding="utf-8"))
-        return {**score_dir(scored / "eval", by_id, recipe.answer_format),
-                "m_tIoU": metrics["pred_m_tIoU"], "m_vIoU": metrics["pred_m_vIoU"]}
+        try:
+            terms = reward_terms(read_predictions(scored / "eval" / "predictions.jsonl"), by_id)
+        except ValueError as e:
+            raise ValueError(f"{scored}/eval/predictions.jsonl: {e}") from None
+        return {**terms, "m_tIoU": metrics["pred_m_tIoU"], "m_vIoU": metrics["pred_m_vIoU"]}
 
     rows = {"start (SFT)": [row(root / "start")]}
     for seed_dir in sorted(root.glob("*/seed*/score.json")):

@@ -155,12 +155,13 @@ def build_parser() -> argparse.ArgumentParser:
     avg.add_argument("--out", required=True, help="new folder for the averaged checkpoint (must not exist)")
     avg.set_defaults(func=_average)
 
-    from stvg_lab.analysis.paired import METRICS, TUBES  # numpy only
+    from stvg_lab.analysis.paired import COMPARABLE, METRICS, TUBES  # numpy only
 
     cmp = sub.add_parser("compare", help="arm a minus arm b on the same clips: paired bootstrap over clips and seeds")
     cmp.add_argument("--a", nargs="+", required=True, help="evaluation folders (per_sample.jsonl) of arm a, one per seed")
     cmp.add_argument("--b", nargs="+", required=True, help="evaluation folders of arm b, scored on the same clips")
-    cmp.add_argument("--metrics", nargs="+", default=list(METRICS), choices=list(METRICS))
+    cmp.add_argument("--metrics", nargs="+", default=list(METRICS), choices=list(COMPARABLE),
+                     help="TubeDETR's metrics (points) and the answers' reward terms R_* (reward units: R_total is Eq. 10)")
     cmp.add_argument("--tube", default="pred", choices=list(TUBES))
     cmp.add_argument("--n-boot", type=int, default=10_000)
     cmp.add_argument("--level", type=float, default=0.95, help="coverage of the interval")

@@ -15,8 +15,13 @@
   counts, the consistent-answer rate (Eq. 4), mean latency / generated tokens / peak memory, and
   the generation settings;
 * ``per_sample.jsonl``: per sample ``tIoU``/``vIoU`` of pred and think, spans, parse error,
-  difficulty tags from ``extras`` (:data:`TAG_KEYS`) and ``gt_area_ratio`` (mean gt box area over
-  frame area, for the object-scale analysis of paper Fig. 4).
+  difficulty tags from ``extras`` (:data:`TAG_KEYS`), ``gt_area_ratio`` (mean gt box area over
+  frame area, for the object-scale analysis of paper Fig. 4) and ``reward``: the answer's Eq. 3-10
+  terms (:func:`answer_rewards`), whose means ``metrics.json`` holds under ``reward``.
+
+Why the reward of a held-out answer: GRPO raises Eq. 10 on the prompts it samples, and whether that
+reaches new clips, and whether it moves the metrics when it does, are two questions that the metrics
+alone cannot tell apart (``stvg-lab compare --metrics R_total R_spatial m_vIoU``).
 
 Ground truth is ``sample.tube`` (original frames and pixels). A sample whose answer does not
 parse has an empty tube and scores 0 (counted in ``n_missing``). Evaluation frames:
@@ -46,6 +51,8 @@ from stvg_lab.data.layout import load_split
 from stvg_lab.data.sample import Sample
 from stvg_lab.infer import Prediction, predict
 from stvg_lab.metrics import evaluate, evaluate_by_group, tubedetr_sampled_frames
+from stvg_lab.rewards import DEFAULT_LAMBDA_K, score_completion
+from stvg_lab.video import reward_columns
 
 logger = logging.getLogger(__name__)
 
@@ -57,6 +64,8 @@ PREDICTIONS_FILE, METRICS_FILE, PER_SAMPLE_FILE = "predictions.jsonl", "metrics.
 ANSWERS_STAMP_FILE = "answers_from.json"
 OWN_SPAN_CONTROL = "pred span + mean box"
 """``metrics.json`` ``controls`` key: the model's pred spans with the mean training box (:func:`stvg_lab.baselines.own_span_mean_box`)."""
+REWARD_TERMS = ("format", "consistency", "temporal", "spatial", "think", "total", "spa_pred", "spa_think")
+"""``per_sample.jsonl`` ``reward`` keys: Eq. 3, 4, 5, 8, 9, 10 and Eq. 7 of the pred and think lists (:func:`answer_rewards`)."""
 
 
 @dataclass
@@ -97,6 +106,24 @@ def gt_area_ratio(sample: Sample) -> float:
 
 def _tags(sample: Sample) -> dict[str, Any]:
     return {k: sample.extras[k] for k in TAG_KEYS if isinstance(sample.extras.get(k), (bool, int, float, str))}
+
+
+def answer_rewards(prediction: Prediction | None, sample: Sample, lambda_k: float = DEFAULT_LAMBDA_K) -> dict[str, float]:
+    """The reward terms of one answer (:data:`REWARD_TERMS`), as GRPO would have scored it on this clip.
+
+    One yardstick for every model: the paper's rewards (GIoU - L1, λk = 0.5 by default), whatever
+    a run trained on, computed by the reward functions' own code
+    (:func:`stvg_lab.rewards.score_completion`) against the columns a GRPO dataset gives the clip
+    at the frames and size the model saw (:func:`stvg_lab.video.reward_columns` on the
+    prediction's ``frame_numbers`` and ``model_size``). No answer scores 0 on every term, as one
+    that does not parse.
+    """
+    if prediction is None:
+        return dict.fromkeys(REWARD_TERMS, 0.0)
+    columns = reward_columns(sample, prediction.frame_numbers, prediction.model_size)
+    scored = score_completion(prediction.text, columns["gt_span"], columns["gt_tube"], columns["frame_size"],
+                              prediction.format, lambda_k)
+    return {k: scored[k] for k in REWARD_TERMS}
 
 
 def _span(tube: Mapping[int, Any] | None) -> list[int] | None:
@@ -145,6 +172,7 @@ def score_predictions(
     done = [by_id[s.id] for s in samples if s.id in by_id]
     errors = Counter(p.error for p in done if p.error)
     n = len(samples)
+    rewards = {s.id: answer_rewards(by_id.get(s.id), s) for s in samples}
     metrics: dict[str, Any] = {
         "format": fmt.name,
         "eval_frames": eval_frames,
@@ -158,6 +186,7 @@ def score_predictions(
         "parse_failure_rate": (sum(errors.values()) + n - len(done)) / n,
         "parse_errors": dict(sorted(errors.items())),
         "consistent_rate": sum(p.consistent for p in done) / n,
+        "reward": {"lambda_k": DEFAULT_LAMBDA_K, **{k: float(np.mean([r[k] for r in rewards.values()])) for k in REWARD_TERMS}},
         "truncated_rate": sum(p.truncated for p in done) / n,
         "mean_latency_s": _mean([p.latency_s for p in done]),
         "mean_generated_tokens": _mean([p.generated_tokens for p in done]),
@@ -194,6 +223,7 @@ def score_predictions(
                 "tags": _tags(s),
                 "latency_s": p.latency_s if p else None,
                 "generated_tokens": p.generated_tokens if p else None,
+                "reward": rewards[s.id],
             }
         )
     return EvalReport(metrics=metrics, per_sample=rows, predictions=list(done))
@@ -347,7 +377,13 @@ def metrics_table(metrics: Mapping[str, Any]) -> str:
     footer = f"\n\n{n} samples, {metrics.get('format')} format, vIoU on {metrics.get('eval_frames')} frames"
     if rate is not None:
         footer += f"; {100 * rate:.1f}% of answers did not parse (scored 0)"
-    return "\n".join(lines) + footer + "."
+    footer += "."
+    r = metrics.get("reward")
+    if r:  # Eq. 10's sum, term by term, so that a reader can see which term carries it
+        footer += (f" Mean reward of the answers (Eq. 10, the paper's rewards, λk = {r['lambda_k']:g}): {r['total']:.3f} = "
+                   f"format {r['format']:.3f} + consistency {r['consistency']:.3f} + temporal {r['temporal']:.3f} + "
+                   f"spatial {r['spatial']:.3f} + {r['lambda_k']:g} × think {r['think']:.3f}.")
+    return "\n".join(lines) + footer
 
 
 def evaluate_command(

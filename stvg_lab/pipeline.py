@@ -271,7 +271,7 @@ def _paired_markdown(cfg: DemoConfig, grid, sft_eval: Path) -> str:
     """SFT + GRPO against SFT, and ``full`` against each other variant, on the same clips (every grid seed)."""
     from stvg_lab.analysis.paired import compare_evaluations, difference_table, variant_differences
 
-    metrics = ("m_tIoU", "m_vIoU", "vIoU@0.3")
+    metrics = ("m_tIoU", "m_vIoU", "vIoU@0.3", "R_total")
     full = [grid.run("full", s).eval_dir for s in cfg.grid_seeds]
     named = {"SFT + GRPO - SFT": compare_evaluations(full, [sft_eval], metrics)}
     return difference_table(named | variant_differences(grid, "full", metrics))
@@ -288,7 +288,7 @@ def _made_on(run_dir: Path) -> str:
 def run_demo(cfg: DemoConfig) -> Path:
     """Run every step of the recipe (module docstring) and return the path of ``report.md``."""
     from stvg_lab.analysis.scale import plot_scale, read_per_sample, scale_analysis
-    from stvg_lab.analysis.tables import ablation_table, results_table
+    from stvg_lab.analysis.tables import ablation_table, heldout_reward_table, results_table
     from stvg_lab.data.synth import load_synthetic
     from stvg_lab.infer import read_predictions
 
@@ -333,13 +333,24 @@ def run_demo(cfg: DemoConfig) -> Path:
             "",
             results_table(rows),
             "",
+            "### The reward of these answers (`stvg_lab.evaluate.answer_rewards`)",
+            "",
+            "GRPO raises Eq. 10 on the prompts it samples; here is Eq. 10 of each model's greedy answers to the test clips, "
+            "term by term (the paper's rewards, in reward units). A rise that sits in R_c, the box count fitting the span, "
+            "leaves the metrics where they were; the pred list's R_spa (Eq. 7) is the term that follows m_vIoU.",
+            "",
+            heldout_reward_table(rows),
+            "",
             "## Is each difference more than the test clips' noise? (`stvg_lab.analysis.paired`)",
             "",
             "Arm a minus arm b with a 95 % paired bootstrap interval: the same clips are drawn for both arms, and each "
             "arm's training seeds are drawn too (one seed per arm tests the clips only, not the training run). "
             "\"Draws with a <= b\" is the share of draws in which a does not beat b; an interval that holds 0 is no "
             "finding. Seeds must be independent to count (bench/LEARNING.md round 20: two SFT \"seeds\" that shared their "
-            "data orders agreed on a +3 m_vIoU gain that independent orders did not repeat).",
+            "data orders agreed on a +3 m_vIoU gain that independent orders did not repeat). `R_total` is Eq. 10, the "
+            "reward GRPO maximises, of the greedy answers to these held-out clips (the paper's rewards, λk = 0.5, in "
+            "reward units; `stvg_lab.evaluate.answer_rewards`): whether what GRPO raised on its training prompts rose "
+            "on new clips too, beside whether the metrics did.",
             "",
             _paired_markdown(cfg, grid, sft_eval),
             "",

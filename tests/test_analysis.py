@@ -375,3 +375,23 @@ def test_cross_dataset_protocol_plumbing(tmp_path):
     other = cross_dataset_protocol(FIXTURES / "vidstg_raw_annotations.json", FIXTURES / "vidor",
                                    FIXTURES / "hcstvg_v2_raw.json", hcstvg_version=2, recipe="tiny_cpu")
     assert other.recipe.data == "data/synthetic"  # not the standard layout: the recipe's own data is kept
+
+
+def _rewarded_metrics(total: float, consistency: float) -> dict:
+    terms = {"format": 1.0, "consistency": consistency, "temporal": 0.5, "spatial": total - 1.5 - consistency, "think": 0.0,
+             "total": total, "spa_pred": 0.25, "spa_think": 0.0}
+    return {"reward": {"lambda_k": 0.5, **terms}}
+
+
+def test_heldout_reward_table_is_mean_and_spread_per_term_in_reward_units(tmp_path):
+    from stvg_lab.analysis.tables import heldout_reward_table
+
+    (tmp_path / "metrics.json").write_text(json.dumps(_rewarded_metrics(2.5, 0.5)))
+    table = heldout_reward_table({"SFT": tmp_path, "GRPO": [_rewarded_metrics(3.0, 0.75), _rewarded_metrics(3.5, 1.0)]})
+    lines = table.splitlines()
+    assert "λk = 0.5" in lines[0]
+    assert lines[2].startswith("| model | seeds | R_f (Eq. 3) | R_c (Eq. 4) |") and "| R (Eq. 10) |" in lines[2]
+    assert lines[4] == "| SFT | 1 | 1.000 | 0.500 | 0.500 | 0.500 | 0.000 | 2.500 | 0.250 | 0.000 |"
+    assert lines[5] == "| GRPO | 2 | 1.000 ± 0.000 | 0.875 ± 0.177 | 0.500 ± 0.000 | 0.875 ± 0.177 | 0.000 ± 0.000 | 3.250 ± 0.354 | 0.250 ± 0.000 | 0.000 ± 0.000 |"
+    with pytest.raises(ValueError, match="old: an evaluation without 'reward'.*run stvg-lab evaluate"):
+        heldout_reward_table({"old": {"pred": {}}})

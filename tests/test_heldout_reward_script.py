@@ -7,15 +7,22 @@ from pathlib import Path
 
 import pytest
 
+from stvg_lab.data.sample import Sample
+from stvg_lab.infer import make_prediction
+
 BENCH = Path(__file__).resolve().parents[1] / "bench"
 _spec = importlib.util.spec_from_file_location("bench_heldout_reward", BENCH / "heldout_reward.py")
 heldout = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(heldout)
 
-# two frames, one 10-px box on a 56-px frame (model grid), the compact format's answers
-COLUMNS = {"gt_span": [0, 1], "gt_tube": [[0, 10.0, 10.0, 20.0, 20.0], [1, 10.0, 10.0, 20.0, 20.0]], "frame_size": [56, 56]}
+# one 10-px box in frames 0-1 of a 2-frame, 56-px clip that the model saw whole, in the compact format
+SAMPLE = Sample("c", None, "the red square", 2.0, 2, 56, 56, {0: [10.0, 10.0, 20.0, 20.0], 1: [10.0, 10.0, 20.0, 20.0]}, "synthetic")
 PERFECT = "<time>0-1</time><think_bbox>[10,10,20,20][10,10,20,20]</think_bbox><pred_bbox>[10,10,20,20][10,10,20,20]</pred_bbox>"
 BROKEN = "<time>0-1</time><think_bbox>[10,10,20"
+
+
+def _answers(*texts: str) -> list:
+    return [make_prediction(SAMPLE, t, [0, 1], (56, 56), "compact") for t in texts]
 
 
 @pytest.mark.parametrize("texts, want", [
@@ -25,8 +32,7 @@ BROKEN = "<time>0-1</time><think_bbox>[10,10,20"
     ([PERFECT, BROKEN], {"format": 0.5, "consistency": 0.5, "temporal": 0.5, "spatial": 1.0, "think": 0.0, "total": 2.5}),
 ])
 def test_reward_terms_are_means_over_the_answers(texts, want):
-    got = heldout.reward_terms(texts, [COLUMNS] * len(texts), "compact")
-    assert got == pytest.approx(want)
+    assert heldout.reward_terms(_answers(*texts), {"c": SAMPLE}) == pytest.approx(want)
 
 
 def test_a_think_list_worse_than_the_pred_list_pays_the_think_reward():
@@ -35,14 +41,16 @@ def test_a_think_list_worse_than_the_pred_list_pays_the_think_reward():
     # R_k = R_pred - R_think, weighted by λk = 0.5 in the total
     text = PERFECT.replace("<think_bbox>[10,10,20,20][10,10,20,20]", "<think_bbox>[20,10,30,20][20,10,30,20]")
     r_think = -5 / 56
-    got = heldout.reward_terms([text], [COLUMNS], "compact")
+    got = heldout.reward_terms(_answers(text), {"c": SAMPLE})
     assert got["spatial"] == pytest.approx(1 + r_think) and got["think"] == pytest.approx(1 - r_think)
     assert got["total"] == pytest.approx(3 + got["spatial"] + 0.5 * got["think"])
 
 
-def test_answers_and_columns_must_pair_up():
-    with pytest.raises(ValueError, match="2 answers for 1 column sets"):
-        heldout.reward_terms([PERFECT, PERFECT], [COLUMNS], "compact")
+def test_answers_must_be_of_the_split_and_some():
+    with pytest.raises(ValueError, match="1 answers for clips not in the test split, e.g. c"):
+        heldout.reward_terms(_answers(PERFECT), {"other": SAMPLE})
+    with pytest.raises(ValueError, match="no answers"):
+        heldout.reward_terms([], {"c": SAMPLE})
 
 
 def test_table_rows_are_mean_and_sample_std():

@@ -24,6 +24,8 @@ from stvg_lab.evaluate import (
     PER_SAMPLE_FILE,
     PREDICTIONS_FILE,
     ANSWERS_STAMP_FILE,
+    REWARD_TERMS,
+    answer_rewards,
     evaluate_command,
     evaluate_model,
     eval_frames_for,
@@ -269,6 +271,10 @@ def test_perfect_answer_scores_one(tiny, synth_2fps, tmp_path, monkeypatch, fmt)
     m = report.metrics
     assert m["parse_failure_rate"] == 0.0 and m["consistent_rate"] == 1.0
     assert m["pred"]["m_tIoU"] == 1.0
+    # the rewards see the ground truth on the frames the model saw: a perfect answer earns every term
+    top = 5.0 if get_format(fmt).think else 4.0  # Eq. 10: 1 + 1 + 1 + (R_spa^t + R_spa^p or R_spa^p) + 0.5 * 0
+    assert {k: m["reward"][k] for k in ("format", "consistency", "temporal")} == {"format": 1.0, "consistency": 1.0, "temporal": 1.0}
+    assert top - 0.1 < m["reward"]["total"] <= top and all(r["reward"]["total"] > top - 0.2 for r in report.per_sample)
     assert m["pred"]["m_vIoU"] > 0.9 and m["pred"]["vIoU@0.5"] == 1.0
     if get_format(fmt).think:
         assert m["think"] == m["pred"]
@@ -386,8 +392,12 @@ def test_score_predictions_counts_missing_and_groups():
     assert m["by_group"]["pred"]["declarative"]["m_vIoU"] > 0.5
     assert m["by_group"]["pred"]["interrogative"]["m_vIoU"] == 0.0
     assert report.per_sample[1]["error"] == "no_prediction"
+    assert report.per_sample[0]["reward"]["total"] == pytest.approx(4.0) and set(report.per_sample[1]["reward"].values()) == {0.0}
+    assert m["reward"]["total"] == pytest.approx(2.0) and m["reward"]["lambda_k"] == 0.5  # the missing answer scores 0
     table = metrics_table(m)
     assert "| pred (declarative) |" in table and "| pred (interrogative) | 0.0 | 0.0 | 0.0 | 0.0 |" in table
+    assert ("Mean reward of the answers (Eq. 10, the paper's rewards, λk = 0.5): 2.000 = format 0.500 + consistency 0.500 "
+            "+ temporal 0.500 + spatial 0.500 + 0.5 × think 0.000.") in table
 
 
 def test_the_span_control_keeps_the_models_span_and_swaps_in_the_mean_box():
@@ -402,6 +412,37 @@ def test_the_span_control_keeps_the_models_span_and_swaps_in_the_mean_box():
     assert control["m_vIoU"] == pytest.approx(m["pred"]["m_tIoU"]) and control["n_missing"] == 1  # b scores 0 in both
     assert "| control: pred span + mean box |" in metrics_table(m)
     assert score_predictions([off], [a, b], "no_think").metrics["controls"] == {}  # no train split, no mean box
+
+
+# _SAMPLE on the frames [0, 4, 8, 12] at 224 px: the ground truth is frames 1-2 of the answer, box [10, 10, 50, 60]
+_GT = "[10,10,50,60]"
+_FAR = "[150,150,200,200]"
+
+
+@pytest.mark.parametrize("text, fmt, expected", [
+    (f"<time>1-2</time><think_bbox>{_GT}{_GT}</think_bbox><pred_bbox>{_GT}{_GT}</pred_bbox>", "compact",
+     dict(format=1, consistency=1, temporal=1, spa_pred=1, spa_think=1, spatial=2, think=0, total=5)),
+    # one frame of the three claimed is the target's: tIoU 1/3, and Eq. 7 scores the intersection only
+    (f"<time>2-3</time><think_bbox>{_GT}{_GT}</think_bbox><pred_bbox>{_GT}{_GT}</pred_bbox>", "compact",
+     dict(format=1, consistency=1, temporal=1 / 3, spa_pred=1, spa_think=1, spatial=2, think=0, total=4 + 1 / 3)),
+    # one box for a two-frame span: consistency fails (Eq. 4), and the frame without a box scores the floor
+    (f"<time>1-2</time><think_bbox>{_GT}</think_bbox><pred_bbox>{_GT}{_GT}</pred_bbox>", "compact",
+     dict(format=1, consistency=0, temporal=1, spa_pred=1, spa_think=-0.5, spatial=0.5, think=1.5, total=3.25)),
+    (f"<time>1-2</time><pred_bbox>{_GT}{_GT}</pred_bbox>", "compact_no_think",
+     dict(format=1, consistency=1, temporal=1, spa_pred=1, spa_think=0, spatial=1, think=0, total=4)),
+    ("<time>1-2</time><pred_bbox>" + _GT, "compact", dict.fromkeys(REWARD_TERMS, 0)),  # does not parse: 0 everywhere
+])
+def test_answer_rewards_score_an_answer_as_grpo_would(text, fmt, expected):
+    p = make_prediction(_SAMPLE, text, [0, 4, 8, 12], (224, 224), fmt)
+    assert answer_rewards(p, _SAMPLE) == pytest.approx(expected)
+
+
+def test_answer_rewards_of_no_answer_and_a_far_first_guess():
+    assert answer_rewards(None, _SAMPLE) == dict.fromkeys(REWARD_TERMS, 0.0)
+    far = answer_rewards(make_prediction(_SAMPLE, f"<time>1-2</time><think_bbox>{_FAR}{_FAR}</think_bbox><pred_bbox>{_GT}{_GT}</pred_bbox>",
+                                         [0, 4, 8, 12], (224, 224), "compact"), _SAMPLE)
+    assert far["spa_think"] < 0 < far["think"] == pytest.approx(far["spa_pred"] - far["spa_think"])  # Eq. 9
+    assert far["total"] == pytest.approx(3 + far["spatial"] + 0.5 * far["think"])  # Eq. 10, λk = 0.5
 
 
 def test_eval_frames_modes():

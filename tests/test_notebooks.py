@@ -432,8 +432,13 @@ def test_03_grpo_training_logs_every_reward(nb03, nb_workspace):
     assert all(0.0 <= v <= 1.0 for v in rec["frac_reward_zero_std"])
     assert rec["n_eval"] == 2 and _in_unit_interval(rec["sft_pred"]) and _in_unit_interval(rec["grpo_pred"])
     bundles = _bundles(outputs)
-    assert "image/png" in bundles[-2] and "text/markdown" in bundles[-1]  # the curves, then the SFT vs GRPO table
-    assert "GRPO (ours)" in "".join(outputs[-1]["data"]["text/markdown"])
+    assert "image/png" in bundles[-3] and "text/markdown" in bundles[-2]  # the curves, then the SFT vs GRPO table
+    assert "GRPO (ours)" in "".join(outputs[-2]["data"]["text/markdown"])
+    # then the reward of the held-out answers, term by term, Eq. 10's sum holding for each model
+    assert "| R (Eq. 10) |" in "".join(outputs[-1]["data"]["text/markdown"])
+    for name in ("sft_reward", "grpo_reward"):
+        r = rec[name]
+        assert r["total"] == pytest.approx(r["format"] + r["consistency"] + r["temporal"] + r["spatial"] + r["lambda_k"] * r["think"])
 
 
 @pytest.mark.notebook

@@ -48,6 +48,40 @@ def test_clip_scores_refuses(rows, metric, tube, message):
         clip_scores(rows, metric, tube, source="eval_x")
 
 
+def _rewarded(sid: str, viou: float, total: float, spatial: float) -> dict:
+    return {**_row(sid, 1.0, viou), "reward": {"total": total, "spatial": spatial, "consistency": 1.0}}
+
+
+@pytest.mark.parametrize("metric, tube, expected", [
+    ("R_total", "pred", {"a": 4.5, "b": 2.0}),
+    ("R_spatial", "think", {"a": 1.25, "b": -0.5}),  # a reward term is the whole answer's: the tube plays no part
+    ("R_consistency", "pred", {"a": 1.0, "b": 1.0}),
+])
+def test_clip_scores_of_reward_terms(metric, tube, expected):
+    assert clip_scores([_rewarded("a", 0.3, 4.5, 1.25), _rewarded("b", 0.1, 2.0, -0.5)], metric, tube) == expected
+
+
+def test_reward_terms_of_rows_scored_before_rewards_are_refused_with_the_remedy():
+    with pytest.raises(ValueError, match=r"eval_x: clip 'a' \(row 1\) has no reward 'total'.*run stvg-lab evaluate"):
+        clip_scores([_row("a", 1, 1)], "R_total", source="eval_x")
+    with pytest.raises(ValueError, match="has no reward 'think'"):
+        clip_scores([_rewarded("a", 0.3, 4.5, 1.25)], "R_think")
+
+
+def test_compare_prints_rewards_in_their_own_units_and_metrics_in_points(tmp_path, capsys):
+    from stvg_lab import cli
+
+    dirs = _folders(tmp_path, {"a": [_rewarded("x", 0.6, 3.0, 0.5), _rewarded("y", 0.5, 2.5, 0.0)],
+                               "b": [_rewarded("x", 0.4, 2.75, 0.5), _rewarded("y", 0.5, 2.25, 0.0)]})
+    assert cli.main(["compare", "--a", str(dirs["a"]), "--b", str(dirs["b"]), "--n-boot", "20",
+                     "--metrics", "m_vIoU", "R_total", "R_spatial"]) == 0
+    rows = {line.split(" | ")[1]: line for line in capsys.readouterr().out.splitlines() if line.startswith("| a - b")}
+    assert list(rows) == ["m_vIoU (pred)", "R_total", "R_spatial"]
+    assert "| 55.0 | 45.0 | +10.0 | [+0.0, +20.0] |" in rows["m_vIoU (pred)"]
+    assert "| 2.750 | 2.500 | +0.250 | [+0.250, +0.250] | 0.000 | 2 / 0 |" in rows["R_total"]
+    assert "| 0.250 | 0.250 | +0.000 |" in rows["R_spatial"]
+
+
 def test_identical_arms_differ_by_nothing_in_every_draw():
     s = {"a": 0.2, "b": 0.7, "c": 0.4}
     r = paired_difference([s, s], [s], n_boot=200)

@@ -22,6 +22,8 @@ def test_quick_demo_writes_the_report_and_a_rerun_is_cached(tmp_path):
                 "| SFT | pred span + mean box | 1 |", "| SFT + GRPO | pred span + mean box | 1 |"):
         assert row in text
     assert "| gap: span digits | gap: think box 1 | gap: pred box 1 |" in text
+    rewards = text.split("### The reward of these answers")[1].split("## ")[0]
+    assert "| R (Eq. 10) |" in rewards and all(f"| {m} | 1 |" in rewards for m in ("untrained stand-in", "SFT", "SFT + GRPO"))
     # the swap control has a row per model: numbers, or why it could not swap (a smoke-size SFT may parse nothing)
     swap = text.split("Do the answers carry their own clip?")[1].split("## ")[0]
     assert "| one constant box |" in swap and "| pred box IoU: own | swapped | one constant box |" in swap
@@ -32,6 +34,7 @@ def test_quick_demo_writes_the_report_and_a_rerun_is_cached(tmp_path):
     assert "| frames (clips) with a distractor in view | on the target |" in which and all(f"| {m} |" in which for m in ("SFT", "SFT + GRPO"))
     paired = text.split("Is each difference more than the test clips' noise?")[1].split("## ")[0]
     assert all(f"| {c} | {m} (pred) |" in paired for c in ("SFT + GRPO - SFT", "full - no_think_reward") for m in ("m_tIoU", "m_vIoU"))
+    assert "| SFT + GRPO - SFT | R_total |" in paired  # Eq. 10 of the held-out answers, in reward units
     assert f"{cfg.n_eval} clips, runs per arm (a, b): (1, 1)" in paired
     made_on = next(line for line in text.splitlines() if line.startswith("Made on"))  # where the GRPO run trained
     assert f"torch {torch.__version__}" in made_on and torch.backends.cpu.get_cpu_capability() in made_on

@@ -15,7 +15,7 @@ from stvg_lab.analysis.grid import GridResults, GridSpec, RunResult, run_grid, v
 from stvg_lab.analysis.open_vocab import check_open_vocab_split, cross_dataset_protocol, make_open_vocab_split
 from stvg_lab.analysis.paper import paper_row
 from stvg_lab.analysis.scale import AREA_BINS, plot_scale, read_per_sample, scale_analysis
-from stvg_lab.analysis.tables import ablation_table, complexity_table, results_table
+from stvg_lab.analysis.tables import ablation_table, complexity_table, heldout_reward_table, results_table
 from stvg_lab.analysis.tags import tag_means
 from stvg_lab.analysis.which_object import frame_rows, outcome_table
 
@@ -28,6 +28,7 @@ __all__ = [
     "check_open_vocab_split",
     "complexity_table",
     "frame_rows",
+    "heldout_reward_table",
     "cross_dataset_protocol",
     "make_open_vocab_split",
     "outcome_table",

@@ -105,9 +105,11 @@ PAPER_GRID: tuple[str, ...] = (
 """The variants of the paper's Tables 5-8 (plus λk = 0)."""
 MARKER_TRAINED = "checkpoint.json"
 MARKER_DONE = "metrics.json"
-SCORING_VERSION = 2
+SCORING_VERSION = 3
 """What the default evaluation scores; raised when it scores more, so cached runs are scored again.
-2: the baselines and each run's pred-span control (``metrics.json`` ``controls``)."""
+2: the baselines and each run's pred-span control (``metrics.json`` ``controls``); 3: the answers'
+reward terms (``metrics.json`` and ``per_sample.jsonl`` ``reward``). The kept answers are scored
+again, not asked again (``answers_from.json``)."""
 RECIPE_FILE = "recipe.yaml"
 WORKER_LOG = "worker.log"
 

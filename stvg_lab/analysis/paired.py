@@ -16,7 +16,9 @@ seeds the interval is too narrow on that side, and a single seed per arm tests o
 Seeds count only if they are independent: round 20's two SFT "seeds" that shared their data orders
 agreed on a +3 gain that independent orders did not repeat.
 The per-clip scores are ``evaluate_model``'s ``per_sample.jsonl`` rows; a clip without an answer
-is there with 0, as in ``metrics.json``, so each arm's mean equals its reported metric.
+is there with 0, as in ``metrics.json``, so each arm's mean equals its reported metric. Besides the
+metrics (in points), the reward terms of the answers (:data:`REWARD_METRICS`, in reward units) can be
+compared: whether GRPO raised its reward on new clips, and in which term.
 """
 
 from __future__ import annotations
@@ -39,36 +41,68 @@ METRICS: dict[str, tuple[str, float | None]] = {
     "vIoU@0.5": ("vIoU", 0.5),
 }
 TUBES = ("pred", "think")
+# reward metric -> its key in a per-sample row's "reward" (stvg_lab.evaluate.answer_rewards): of the whole answer, no tube
+REWARD_METRICS: dict[str, str] = {
+    "R_total": "total",  # Eq. 10
+    "R_format": "format",
+    "R_consistency": "consistency",
+    "R_temporal": "temporal",
+    "R_spatial": "spatial",  # Eq. 8, think + pred
+    "R_think": "think",
+    "R_spa_pred": "spa_pred",  # Eq. 7 of the pred list
+    "R_spa_think": "spa_think",
+}
+COMPARABLE = (*METRICS, *REWARD_METRICS)
+
+
+def is_reward(metric: str) -> bool:
+    """Whether ``metric`` is a reward term (reward units, one value per answer) rather than a metric (a fraction, per tube)."""
+    return metric in REWARD_METRICS
+
+
+def _clip_value(row: Mapping[str, Any], metric: str, tube: str) -> tuple[str, Any]:
+    """(what the row was asked for, its raw value or None) for one per-sample row."""
+    if is_reward(metric):
+        key = REWARD_METRICS[metric]
+        return f"reward {key!r}", (row.get("reward") or {}).get(key)
+    key = f"{METRICS[metric][0]}_{tube}"
+    return repr(key), row.get(key)
 
 
 def clip_scores(rows: Sequence[Mapping[str, Any]], metric: str, tube: str = "pred", source: str = "rows") -> dict[Hashable, float]:
-    """Per clip id, the clip's share of ``metric`` (its tIoU or vIoU, or 0/1 for vIoU@R) for ``tube``.
+    """Per clip id, the clip's share of ``metric`` (its tIoU or vIoU, or 0/1 for vIoU@R) for ``tube``,
+    or the answer's reward term for a :data:`REWARD_METRICS` name (``tube`` then plays no part).
 
     ``rows``: ``per_sample.jsonl`` rows; ``source`` names them in errors (the folder they came from).
     """
-    if metric not in METRICS:
-        raise ValueError(f"unknown metric {metric!r}; choose from {', '.join(METRICS)}")
+    if metric not in COMPARABLE:
+        raise ValueError(f"unknown metric {metric!r}; choose from {', '.join(COMPARABLE)}")
     if tube not in TUBES:
         raise ValueError(f"unknown tube {tube!r}; choose from {', '.join(TUBES)}")
-    quantity, threshold = METRICS[metric]
-    key = f"{quantity}_{tube}"
+    threshold = None if is_reward(metric) else METRICS[metric][1]
     out: dict[Hashable, float] = {}
     for i, row in enumerate(rows, 1):
-        sid, value = row.get("id"), row.get(key)
+        sid = row.get("id")
+        what, value = _clip_value(row, metric, tube)
         if sid is None:
             raise ValueError(f"{source}: per-sample row {i} has no 'id'")
         if sid in out:
             raise ValueError(f"{source}: clip {sid!r} appears twice (row {i}); one evaluation per folder")
         if value is None:
-            raise ValueError(f"{source}: clip {sid!r} (row {i}) has no {key!r}"
-                             + ("; the model writes no think tube (a no-think format), compare --tube pred" if tube == "think" else ""))
+            hint = ""
+            if is_reward(metric):
+                hint = ("; it was scored before evaluations scored rewards: run stvg-lab evaluate on the folder again "
+                        "(its answers are kept, nothing is generated)")
+            elif tube == "think":
+                hint = "; the model writes no think tube (a no-think format), compare --tube pred"
+            raise ValueError(f"{source}: clip {sid!r} (row {i}) has no {what}{hint}")
         out[sid] = float(value > threshold) if threshold is not None else float(value)
     return out
 
 
 @dataclass(frozen=True)
 class PairedDifference:
-    """Arm a minus arm b on one metric, in the metric's units (fractions: 0.25 is 25 points).
+    """Arm a minus arm b on one metric, in the metric's units (fractions: 0.25 is 25 points; rewards in reward units).
 
     ``lo``/``hi``: the central ``level`` bootstrap interval of the difference; ``share_not_better``:
     the share of bootstrap draws in which a does not beat b (a one-sided bootstrap p-value);
@@ -185,7 +219,7 @@ def _compare_rows(
         return per_clip if clips is None else {i: x for i, x in per_clip.items() if i in clips}
 
     return [paired_difference([scores(r, m, d) for r, d in zip(rows_a, names_a)], [scores(r, m, d) for r, d in zip(rows_b, names_b)],
-                              m, tube, n_boot, level, seed, names_a, names_b) for m in metrics]
+                              m, "answer" if is_reward(m) else tube, n_boot, level, seed, names_a, names_b) for m in metrics]
 
 
 def clip_tags(runs: Sequence[Sequence[Mapping[str, Any]]], tag: str, sources: Sequence[str]) -> dict[Hashable, Any]:
@@ -241,7 +275,7 @@ def compare_by_tag(
 
 
 def difference_table(named: Mapping[str, Sequence[PairedDifference]]) -> str:
-    """A markdown table of :class:`PairedDifference` rows under their comparison's name, in points (x100)."""
+    """A markdown table of :class:`PairedDifference` rows under their comparison's name: metrics in points (x100), rewards in reward units."""
     rows = [r for group in named.values() for r in group]
     if not rows:
         return ""
@@ -249,8 +283,10 @@ def difference_table(named: Mapping[str, Sequence[PairedDifference]]) -> str:
              "|---|---|---:|---:|---:|---|---:|---:|"]
     for name, group in named.items():
         for r in group:
-            lines.append(f"| {name} | {r.metric} ({r.tube}) | {100 * r.mean_a:.1f} | {100 * r.mean_b:.1f} | {100 * r.diff:+.1f} "
-                         f"| [{100 * r.lo:+.1f}, {100 * r.hi:+.1f}] | {r.share_not_better:.3f} | {r.wins} / {r.losses} |")
+            # rewards keep their units (R_total spans (-3, 5)); metrics are fractions shown in points
+            scale, fmt, label = (1.0, ".3f", r.metric) if is_reward(r.metric) else (100.0, ".1f", f"{r.metric} ({r.tube})")
+            a, b, d, lo, hi = (format(scale * x, ("+" if k > 1 else "") + fmt) for k, x in enumerate((r.mean_a, r.mean_b, r.diff, r.lo, r.hi)))
+            lines.append(f"| {name} | {label} | {a} | {b} | {d} | [{lo}, {hi}] | {r.share_not_better:.3f} | {r.wins} / {r.losses} |")
     runs = sorted({(r.seeds_a, r.seeds_b) for r in rows})
     clips = sorted({r.n_clips for r in rows})
     n = str(clips[0]) if len(clips) == 1 else "/".join(map(str, clips))

@@ -7,6 +7,8 @@
   one seed there is none and only the mean is shown. The number of seeds is a column.
 * :func:`results_table`: free comparisons (untrained / SFT / GRPO / baselines), think and pred
   rows per model, with the paper's main-table rows (Table 1) below, labelled as such.
+* :func:`heldout_reward_table`: the mean reward terms (Eq. 3-10) of each model's answers to the
+  evaluation clips, from the evaluations' ``reward`` (:func:`stvg_lab.evaluate.answer_rewards`).
 * :func:`complexity_table`: Table 9 per answer format from evaluation folders: latency s/sample,
   generated tokens, peak memory, on the same samples, with the paper's 15.49 s / 24.2 GB row.
 
@@ -273,6 +275,36 @@ def results_table(
         "as published (final prediction)."
     )
     return render_table(["Model", "tube", "seeds", *METRICS], body, fmt, caption, label="tab:stvg-lab-results")
+
+
+REWARD_COLUMNS: tuple[tuple[str, str], ...] = (
+    ("format", "R_f (Eq. 3)"), ("consistency", "R_c (Eq. 4)"), ("temporal", "R_t (Eq. 5)"), ("spatial", "R_s (Eq. 8)"),
+    ("think", "R_k (Eq. 9)"), ("total", "R (Eq. 10)"), ("spa_pred", "pred R_spa (Eq. 7)"), ("spa_think", "think R_spa (Eq. 7)"),
+)
+"""``metrics.json`` ``reward`` key -> column of :func:`heldout_reward_table`."""
+
+
+def heldout_reward_table(rows: Mapping[str, Any] | Sequence[tuple[str, Any]], fmt: str = "markdown") -> str:
+    """The mean reward terms of each model's answers to the evaluation clips, in reward units.
+
+    ``rows`` as for :func:`results_table` (a label to one evaluation or a list of seeds: mean ± sample
+    std). The terms are the paper's rewards whatever a model trained on (``metrics.json`` ``reward``,
+    :func:`stvg_lab.evaluate.answer_rewards`): GRPO raises R on its training prompts, this is R on clips
+    it never saw, term by term. An evaluation written before rewards were scored is refused by name.
+    """
+    body, lambdas = [], set()
+    for label, src in (list(rows.items()) if isinstance(rows, Mapping) else [tuple(r) for r in rows]):
+        evals = [_load_metrics(x) for x in (src if isinstance(src, (list, tuple)) else [src])]
+        if any(not e.get("reward") for e in evals):
+            raise ValueError(f"{label}: an evaluation without 'reward' (scored before session 29); run stvg-lab evaluate "
+                             "on its folder again with the same model: its answers are kept and scored")
+        lambdas.update(e["reward"]["lambda_k"] for e in evals)
+        body.append([str(label), str(len(evals)),
+                     *(format_cell(*mean_spread([e["reward"][k] for e in evals])[:2], scale=1.0, digits=3) for k, _ in REWARD_COLUMNS)])
+    caption = (f"Mean reward of each model's answers to the evaluation clips: the paper's rewards (GIoU − L1, λk = "
+               f"{', '.join(f'{x:g}' for x in sorted(lambdas))}), whatever the model trained on; R = R_f + R_c + R_t + R_s + λk R_k. "
+               "Spread: sample std over seeds.")
+    return render_table(["model", "seeds", *(name for _, name in REWARD_COLUMNS)], body, fmt, caption)
 
 
 def _per_sample(path: Path) -> list[dict[str, Any]]:
