@@ -284,8 +284,9 @@ def difference_table(named: Mapping[str, Sequence[PairedDifference]]) -> str:
     for name, group in named.items():
         for r in group:
             # rewards keep their units (R_total spans (-3, 5)); metrics are fractions shown in points
-            scale, fmt, label = (1.0, ".3f", r.metric) if is_reward(r.metric) else (100.0, ".1f", f"{r.metric} ({r.tube})")
-            a, b, d, lo, hi = (format(scale * x, ("+" if k > 1 else "") + fmt) for k, x in enumerate((r.mean_a, r.mean_b, r.diff, r.lo, r.hi)))
+            scale, digits, label = (1.0, 3, r.metric) if is_reward(r.metric) else (100.0, 1, f"{r.metric} ({r.tube})")
+            a, b = (f"{scale * x:.{digits}f}" for x in (r.mean_a, r.mean_b))
+            d, lo, hi = (f"{scale * x:+.{digits}f}" for x in (r.diff, r.lo, r.hi))  # signed: differences
             lines.append(f"| {name} | {label} | {a} | {b} | {d} | [{lo}, {hi}] | {r.share_not_better:.3f} | {r.wins} / {r.losses} |")
     runs = sorted({(r.seeds_a, r.seeds_b) for r in rows})
     clips = sorted({r.n_clips for r in rows})
