@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from stvg_lab.analysis.paired import clip_scores, compare_evaluations, paired_difference
+from stvg_lab.analysis.paired import REWARD_METRICS, clip_scores, compare_evaluations, paired_difference
 
 
 def _row(sid: str, tiou: float, viou: float, think: float | None = None) -> dict:
@@ -66,6 +66,14 @@ def test_reward_terms_of_rows_scored_before_rewards_are_refused_with_the_remedy(
         clip_scores([_row("a", 1, 1)], "R_total", source="eval_x")
     with pytest.raises(ValueError, match="has no reward 'think'"):
         clip_scores([_rewarded("a", 0.3, 4.5, 1.25)], "R_think")
+
+
+def test_the_reward_keys_compare_and_the_tables_read_are_the_ones_evaluations_write():
+    # paired keeps its own list (importing stvg_lab.evaluate would load torch into the CLI's parser)
+    from stvg_lab.analysis.tables import REWARD_COLUMNS
+    from stvg_lab.evaluate import REWARD_TERMS
+
+    assert sorted(REWARD_METRICS.values()) == sorted(REWARD_TERMS) == sorted(k for k, _ in REWARD_COLUMNS)
 
 
 def test_compare_prints_rewards_in_their_own_units_and_metrics_in_points(tmp_path, capsys):

@@ -53,6 +53,9 @@ REWARD_METRICS: dict[str, str] = {
     "R_spa_think": "spa_think",
 }
 COMPARABLE = (*METRICS, *REWARD_METRICS)
+RESCORE_HINT = ("it was scored before evaluations scored rewards (session 29): run stvg-lab evaluate on its folder again "
+                "with the same model (its answers are kept and scored, nothing is generated)")
+"""The remedy for an evaluation without ``reward``, shared by every reader that needs one."""
 
 
 def is_reward(metric: str) -> bool:
@@ -91,8 +94,7 @@ def clip_scores(rows: Sequence[Mapping[str, Any]], metric: str, tube: str = "pre
         if value is None:
             hint = ""
             if is_reward(metric):
-                hint = ("; it was scored before evaluations scored rewards: run stvg-lab evaluate on the folder again "
-                        "(its answers are kept, nothing is generated)")
+                hint = f"; {RESCORE_HINT}"
             elif tube == "think":
                 hint = "; the model writes no think tube (a no-think format), compare --tube pred"
             raise ValueError(f"{source}: clip {sid!r} (row {i}) has no {what}{hint}")

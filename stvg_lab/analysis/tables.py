@@ -27,6 +27,7 @@ from typing import Any, Iterable, Mapping, Sequence
 import numpy as np
 
 from stvg_lab.analysis.grid import GridResults, load_rows, tube_metrics
+from stvg_lab.analysis.paired import RESCORE_HINT
 from stvg_lab.analysis.paper import ABLATION_TABLES, METRICS, paper_row, paper_title, paper_variants
 
 FORMATS_OUT: tuple[str, ...] = ("markdown", "latex")
@@ -296,8 +297,7 @@ def heldout_reward_table(rows: Mapping[str, Any] | Sequence[tuple[str, Any]], fm
     for label, src in (list(rows.items()) if isinstance(rows, Mapping) else [tuple(r) for r in rows]):
         evals = [_load_metrics(x) for x in (src if isinstance(src, (list, tuple)) else [src])]
         if any(not e.get("reward") for e in evals):
-            raise ValueError(f"{label}: an evaluation without 'reward' (scored before session 29); run stvg-lab evaluate "
-                             "on its folder again with the same model: its answers are kept and scored")
+            raise ValueError(f"{label}: an evaluation without 'reward'; {RESCORE_HINT}")
         lambdas.update(e["reward"]["lambda_k"] for e in evals)
         body.append([str(label), str(len(evals)),
                      *(format_cell(*mean_spread([e["reward"][k] for e in evals])[:2], scale=1.0, digits=3) for k, _ in REWARD_COLUMNS)])
